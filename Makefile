@@ -1,0 +1,70 @@
+# Tollgate: `make run` to try it, `make test` to check it. Everything else is optional.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+MANAGE := $(PY) -m tollgate
+STAFF_EMAIL ?= admin@example.com
+
+.PHONY: run test lint typecheck checks pytest bench install install-dev browser-deps clean help
+
+help:
+	@echo "make run    install, migrate, load demo plans, start web + worker on http://127.0.0.1:8000"
+	@echo "make test   install dev tools, lint, type-check, deployment checks and the test suite"
+	@echo "make bench  run the benchmarks and write docs/benchmarks.md"
+
+$(BIN)/activate:
+	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+$(VENV)/.runtime: $(BIN)/activate requirements/runtime.lock pyproject.toml
+	$(PIP) install --require-hashes -r requirements/runtime.lock
+	$(PIP) install --no-deps -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements/dev.lock
+	$(PIP) install --require-hashes -r requirements/dev.lock
+	@touch $@
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+run: install
+	TOLLGATE_ENV=development $(MANAGE) migrate --no-input -v 0
+	TOLLGATE_ENV=development $(MANAGE) catalog_load demo
+	TOLLGATE_ENV=development $(MANAGE) staff_bootstrap --email $(STAFF_EMAIL)
+	TOLLGATE_ENV=development $(MANAGE) serve
+
+# Production-like settings for the deployment checks (values are throwaway, generated per run).
+PROD_ENV = TOLLGATE_ENV=production DEBUG=false ALLOWED_HOSTS=tollgate.example.com \
+	TOLLGATE_SITE_URL=https://tollgate.example.com REDIS_URL=redis://127.0.0.1:6379/0 \
+	DATABASE_URL=postgres://tollgate@127.0.0.1:5432/tollgate \
+	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')
+
+lint: install-dev
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install-dev
+	TOLLGATE_ENV=test $(BIN)/mypy
+
+checks: install-dev
+	$(PROD_ENV) $(MANAGE) check --deploy --fail-level WARNING
+	TOLLGATE_ENV=test $(MANAGE) makemigrations --check --dry-run
+
+browser-deps:
+	@bash scripts/ensure-chromium
+
+pytest: install-dev browser-deps
+	TOLLGATE_ENV=test $(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+test: lint typecheck checks pytest
+
+bench: install-dev
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage

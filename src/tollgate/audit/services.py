@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+
+from tollgate.audit.models import AuditEvent
+from tollgate.core import context
+from tollgate.core.redaction import scrub
+
+
+def _target_id(target: models.Model) -> str:
+    return str(getattr(target, "public_id", None) or target.pk)
+
+
+def audit_record(
+    *,
+    action: str,
+    actor: Any = None,
+    target: models.Model | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one audit event, stamped with the current request's IP, user agent and request id.
+
+    Call it inside the transaction of the change it records, so both commit or neither does. Details are
+    scrubbed of secrets before they are stored.
+    """
+    request = context.current()
+    authenticated = actor is not None and getattr(actor, "is_authenticated", False)
+    return AuditEvent.objects.create(
+        action=action,
+        actor=actor if authenticated else None,
+        actor_repr=(getattr(actor, "public_id", "") or str(actor.pk)) if authenticated else "",
+        target_type=target._meta.label_lower if target is not None else "",
+        target_id=_target_id(target) if target is not None else "",
+        ip=request.ip or None,
+        user_agent=request.user_agent[:512],
+        request_id=request.request_id,
+        details=scrub(details or {}),
+    )

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from tollgate.core.ids import new_plan_id, new_price_id, new_prod_id
+from tollgate.core.money import Money
+
+
+class Product(models.Model):
+    public_id = models.CharField(max_length=32, unique=True, default=new_prod_id, editable=False)
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    active = models.BooleanField(default=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Plan(models.Model):
+    """A tier: what a customer is entitled to (features on/off, numeric limits) and its trial."""
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_plan_id, editable=False)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="plans")
+    code = models.SlugField(max_length=64)
+    name = models.CharField(max_length=120)
+    description = models.TextField(blank=True)
+    features = models.JSONField(default=dict, blank=True, help_text="feature code -> true/false")
+    limits = models.JSONField(default=dict, blank=True, help_text="limit code -> integer")
+    trial_days = models.PositiveIntegerField(default=0)
+    display_order = models.PositiveIntegerField(default=0)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["display_order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["product", "code"], name="plan_code_unique_per_product"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Price(models.Model):
+    """What a plan costs per interval. Never edited once used: a new price replaces it."""
+
+    class Interval(models.TextChoices):
+        MONTH = "month"
+        YEAR = "year"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_price_id, editable=False)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="prices")
+    amount = models.BigIntegerField(help_text="In minor units (cents)")
+    currency = models.CharField(max_length=3)
+    interval = models.CharField(max_length=8, choices=Interval.choices)
+    interval_count = models.PositiveSmallIntegerField(default=1)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["plan__display_order", "interval", "amount"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="price_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(interval_count__gte=1) & Q(interval_count__lte=36),
+                name="price_interval_count_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z]{3}$"), name="price_currency_iso4217"
+            ),
+            models.UniqueConstraint(
+                fields=["plan", "currency", "interval", "interval_count"],
+                condition=Q(active=True),
+                name="price_one_active_per_plan_term",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.plan} {self.money} / {self.interval}"
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)

@@ -1,0 +1,155 @@
+"""Writes to the catalog. Loading a catalog file is idempotent: loading it twice changes nothing."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+
+from tollgate.audit.services import audit_record
+from tollgate.catalog.models import Plan, Price, Product
+from tollgate.core.errors import ValidationFailed
+from tollgate.core.money import validate_currency
+
+
+@dataclass
+class CatalogLoadResult:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.retired)
+
+
+def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
+    if key not in mapping:
+        raise ValidationFailed(f"{where}: '{key}' is required.", details={"field": f"{where}.{key}"})
+    return mapping[key]
+
+
+def _check_price(raw: dict[str, Any], where: str) -> tuple[int, str, str, int]:
+    amount = _require(raw, "amount", where)
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise ValidationFailed(
+            f"{where}: amount must be a whole, non-negative number of minor units (cents).",
+            details={"field": f"{where}.amount"},
+        )
+    try:
+        currency = validate_currency(str(_require(raw, "currency", where)))
+    except ValueError as exc:
+        raise ValidationFailed(f"{where}: {exc}.", details={"field": f"{where}.currency"}) from exc
+    interval = _require(raw, "interval", where)
+    if interval not in Price.Interval.values:
+        raise ValidationFailed(
+            f"{where}: interval must be 'month' or 'year'.", details={"field": f"{where}.interval"}
+        )
+    count = raw.get("interval_count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 36:
+        raise ValidationFailed(
+            f"{where}: interval_count must be 1 to 36.", details={"field": f"{where}.interval_count"}
+        )
+    return amount, currency, interval, count
+
+
+def _sync(instance: Any, values: dict[str, Any]) -> bool:
+    changed = [name for name, value in values.items() if getattr(instance, name) != value]
+    for name in changed:
+        setattr(instance, name, values[name])
+    if changed:
+        instance.save(update_fields=changed)
+    return bool(changed)
+
+
+def catalog_load(*, document: dict[str, Any], actor: Any = None) -> CatalogLoadResult:
+    """Bring the catalog in line with ``document`` (the parsed form of a plans.toml file).
+
+    Products and plans are matched by code and updated in place. Prices are matched by plan, currency,
+    interval and interval count; a different amount retires the old price and creates a new one, so a
+    price that subscriptions use is never edited. Nothing is deleted.
+    """
+    result = CatalogLoadResult()
+    products = document.get("products")
+    if not isinstance(products, list) or not products:
+        raise ValidationFailed("The catalog needs at least one [[products]] entry.")
+    with transaction.atomic(durable=True):
+        for p_index, raw_product in enumerate(products):
+            where = f"products[{p_index}]"
+            code = _require(raw_product, "code", where)
+            product, created = Product.objects.get_or_create(
+                code=code, defaults={"name": _require(raw_product, "name", where)}
+            )
+            values = {
+                "name": _require(raw_product, "name", where),
+                "description": raw_product.get("description", ""),
+                "active": raw_product.get("active", True),
+            }
+            if created:
+                _sync(product, values)
+                result.created.append(f"product {code}")
+            elif _sync(product, values):
+                result.updated.append(f"product {code}")
+            for l_index, raw_plan in enumerate(raw_product.get("plans", [])):
+                _load_plan(product, raw_plan, f"{where}.plans[{l_index}]", l_index, result)
+        if result.changed:
+            audit_record(
+                action="catalog.loaded",
+                actor=actor,
+                details={"created": result.created, "updated": result.updated, "retired": result.retired},
+            )
+    return result
+
+
+def _load_plan(
+    product: Product, raw: dict[str, Any], where: str, index: int, result: CatalogLoadResult
+) -> None:
+    code = _require(raw, "code", where)
+    features = raw.get("features", {})
+    limits = raw.get("limits", {})
+    if not all(isinstance(v, bool) for v in features.values()):
+        raise ValidationFailed(f"{where}: features must be true or false.")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in limits.values()):
+        raise ValidationFailed(f"{where}: limits must be whole numbers.")
+    values = {
+        "name": _require(raw, "name", where),
+        "description": raw.get("description", ""),
+        "features": features,
+        "limits": limits,
+        "trial_days": int(raw.get("trial_days", 0)),
+        "display_order": int(raw.get("display_order", index)),
+        "active": raw.get("active", True),
+    }
+    plan, created = Plan.objects.get_or_create(product=product, code=code, defaults=values)
+    if created:
+        result.created.append(f"plan {code}")
+    elif _sync(plan, values):
+        result.updated.append(f"plan {code}")
+    for r_index, raw_price in enumerate(raw.get("prices", [])):
+        amount, currency, interval, count = _check_price(raw_price, f"{where}.prices[{r_index}]")
+        current = Price.objects.filter(
+            plan=plan, currency=currency, interval=interval, interval_count=count, active=True
+        ).first()
+        if current is not None and current.amount == amount:
+            continue
+        if current is not None:
+            current.active = False
+            current.save(update_fields=["active"])
+            result.retired.append(f"price {current.public_id}")
+        Price.objects.create(
+            plan=plan, amount=amount, currency=currency, interval=interval, interval_count=count
+        )
+        result.created.append(f"price {code} {amount} {currency}/{count} {interval}")
+
+
+def catalog_load_file(*, path: Path, actor: Any = None) -> CatalogLoadResult:
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationFailed(f"{path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ValidationFailed(f"{path} cannot be read: {exc.strerror}") from exc
+    return catalog_load(document=document, actor=actor)

@@ -1,0 +1,367 @@
+"""Tollgate settings, read from the environment (see ``.env.example`` for every variable).
+
+Profiles (``TOLLGATE_ENV``): ``development`` (the embedded default), ``test`` and ``production``.
+Production refuses to start on an unsafe configuration and lists every problem at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+import django_stubs_ext
+
+from tollgate.config.env import Env
+from tollgate.config.production import production_problems
+
+django_stubs_ext.monkeypatch()  # generic admin/queryset classes at run time, for typing
+env = Env()
+
+BASE_DIR = Path(__file__).resolve().parents[3]
+TOLLGATE_ENV = env.choice("TOLLGATE_ENV", ("development", "test", "production"), "development")
+PRODUCTION = TOLLGATE_ENV == "production"
+TESTING = TOLLGATE_ENV == "test"
+DATA_DIR = Path(env.str("TOLLGATE_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+
+def _development_secret_key() -> str:
+    """A per-installation key kept under var/, so sessions survive restarts of the embedded default."""
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+# --- Core -----------------------------------------------------------------------------------------
+DEBUG = env.bool("DEBUG", TOLLGATE_ENV == "development")
+if PRODUCTION:
+    SECRET_KEY = env.str("SECRET_KEY", "")
+elif TESTING:
+    SECRET_KEY = env.str("SECRET_KEY", "test-only-" + "x" * 50)
+else:
+    SECRET_KEY = env.str("SECRET_KEY", "") or _development_secret_key()
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", [])
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
+)
+SITE_URL = env.str("TOLLGATE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "tollgate.config.admin.TollgateAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "corsheaders",
+    "huey.contrib.djhuey",
+    # Tollgate's apps come before allauth so their templates override allauth's.
+    "tollgate.core",
+    "tollgate.audit",
+    "tollgate.accounts",
+    "tollgate.catalog",
+    "tollgate.notifications",
+    "tollgate.security",
+    "tollgate.ops",
+    "tollgate.api",
+    "tollgate.web",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.usersessions",
+]
+
+MIDDLEWARE = [
+    "tollgate.ops.middleware.RequestContextMiddleware",
+    "tollgate.security.middleware.SecurityHeadersMiddleware",
+    "tollgate.security.middleware.RequestLimitsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tollgate.accounts.middleware.SessionLifetimeMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "tollgate.security.middleware.RateLimitMiddleware",
+    "tollgate.accounts.middleware.AtomicAccountViewsMiddleware",
+]
+
+ROOT_URLCONF = "tollgate.config.urls"
+WSGI_APPLICATION = "tollgate.config.wsgi.application"
+ASGI_APPLICATION = "tollgate.config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Operators override any template by placing a file of the same name here.
+        "DIRS": [str(p) for p in [Path(env.str("TOLLGATE_TEMPLATE_DIR", str(DATA_DIR / "templates")))]],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "tollgate.web.context_processors.branding",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------
+DATABASE_URL = env.str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'tollgate.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+DB_ENGINE = DATABASES["default"]["ENGINE"]
+USING_SQLITE = DB_ENGINE == "django.db.backends.sqlite3"
+if USING_SQLITE:
+    DATABASES["default"]["OPTIONS"] = {
+        # WAL lets the worker write while web processes read; IMMEDIATE avoids upgrade deadlocks.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+            " PRAGMA busy_timeout=20000;"
+        ),
+    }
+    if not TESTING:
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+else:
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": env.int("TOLLGATE_DB_POOL_MAX", 10, minimum=1)},
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, rate limits and the worker ------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "tollgate",
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+RATELIMIT_STORAGE_URL = env.str(
+    "TOLLGATE_RATELIMIT_STORAGE_URL", REDIS_URL if REDIS_URL else "memory://"
+)
+RATELIMIT_ENABLED = env.bool("TOLLGATE_RATELIMIT_ENABLED", True)
+TRUSTED_PROXIES = env.int("TOLLGATE_TRUSTED_PROXIES", 0, minimum=0)
+WEB_WORKERS = env.int("TOLLGATE_WEB_WORKERS", 1, minimum=1)
+WEB_THREADS = env.int("TOLLGATE_WEB_THREADS", 8, minimum=1)
+
+HUEY = {
+    "name": "tollgate",
+    "immediate": TESTING,
+    "utc": True,
+    "consumer": {"workers": env.int("TOLLGATE_WORKER_THREADS", 2, minimum=1), "worker_type": "thread"},
+}
+if REDIS_URL and not TESTING:
+    HUEY |= {"huey_class": "huey.RedisHuey", "url": REDIS_URL}
+else:
+    HUEY |= {"huey_class": "huey.SqliteHuey", "filename": str(DATA_DIR / "huey.sqlite3")}
+
+# --- Accounts ---------------------------------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+# Email uniqueness is enforced case-insensitively by a functional unique constraint on User.
+SILENCED_SYSTEM_CHECKS = ["auth.W004"]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+if TESTING:
+    # Hashing cost is not what the tests are about; Argon2 is still exercised by a dedicated test.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
+PASSWORD_MIN_LENGTH = 12
+PASSWORD_MAX_LENGTH = 1024
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+     "OPTIONS": {"user_attributes": ("email", "name")}},
+    {"NAME": "tollgate.accounts.passwords.LengthValidator",
+     "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH, "max_length": PASSWORD_MAX_LENGTH}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "tollgate.accounts.passwords.ContextWordsValidator"},
+]
+
+ACCOUNT_ADAPTER = "tollgate.accounts.adapter.AccountAdapter"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False
+ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = 3
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
+ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
+ACCOUNT_PREVENT_ENUMERATION = True
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
+ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
+ACCOUNT_SESSION_REMEMBER = False
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = ""
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if PRODUCTION else "http"
+# Tollgate's own rate-limit framework (tollgate.security) protects the account endpoints.
+ACCOUNT_RATE_LIMITS = False
+LOGIN_REDIRECT_URL = "web:home"
+LOGIN_URL = "account_login"
+
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env.str("TOLLGATE_SITE_NAME", "Tollgate")
+MFA_RECOVERY_CODE_COUNT = 10
+
+USERSESSIONS_TRACK_ACTIVITY = True
+
+# Sessions: rotated at login (Django), idle timeout and an absolute lifetime (accounts.middleware).
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_IDLE_TIMEOUT = env.int("TOLLGATE_SESSION_IDLE_SECONDS", 2 * 60 * 60, minimum=60)
+SESSION_ABSOLUTE_LIFETIME = env.int("TOLLGATE_SESSION_MAX_AGE_SECONDS", 24 * 60 * 60, minimum=300)
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_LIFETIME
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "tollgate.web.errors.csrf_failure"
+
+# --- Transport security ---------------------------------------------------------------------------
+SECURE_COOKIES = env.bool("TOLLGATE_SECURE_COOKIES", PRODUCTION)
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+if SECURE_COOKIES:
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+SECURE_SSL_REDIRECT = env.bool("TOLLGATE_SSL_REDIRECT", PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("TOLLGATE_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env.bool("TOLLGATE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if TRUSTED_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = False
+
+# Request limits: bodies over the limit get 413, too many fields 400; never truncated.
+MAX_REQUEST_BODY_BYTES = env.int("TOLLGATE_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("TOLLGATE_MAX_FIELDS", 200, minimum=10)
+MAX_FIELD_VALUE_LENGTH = env.int("TOLLGATE_MAX_FIELD_LENGTH", 10_000, minimum=PASSWORD_MAX_LENGTH)
+
+# CORS: only the JSON API, only listed origins, no credentials unless asked for.
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOWED_ORIGINS = env.list("TOLLGATE_CORS_ALLOWED_ORIGINS", [])
+CORS_ALLOW_METHODS = ("GET", "POST", "PATCH", "DELETE", "OPTIONS")
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "idempotency-key", "x-request-id")
+CORS_ALLOW_CREDENTIALS = env.bool("TOLLGATE_CORS_ALLOW_CREDENTIALS", False)
+CORS_PREFLIGHT_MAX_AGE = 600
+
+# --- Static files and templates ---------------------------------------------------------------------
+STATIC_URL = "/static/"
+# Collected assets (production); development serves them straight from the apps.
+STATIC_ROOT = Path(env.str("TOLLGATE_STATIC_ROOT", str(DATA_DIR / "static"))) if PRODUCTION else None
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Branding (operators change these without touching code) --------------------------------------
+TOLLGATE_BRAND = {
+    "name": env.str("TOLLGATE_SITE_NAME", "Tollgate"),
+    "support_email": env.str("TOLLGATE_SUPPORT_EMAIL", "support@example.com"),
+    "primary_color": env.str("TOLLGATE_BRAND_COLOR", "#3b5bdb"),
+    "logo_url": env.str("TOLLGATE_LOGO_URL", ""),
+}
+
+# --- Email ------------------------------------------------------------------------------------------
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", f"{TOLLGATE_BRAND['name']} <no-reply@example.com>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+EMAIL_HOST = env.str("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env.int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", True)
+    EMAIL_TIMEOUT = 20
+elif TESTING:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+else:
+    EMAIL_BACKEND = "tollgate.notifications.backends.EmlFileBackend"
+MAIL_DIR = Path(env.str("TOLLGATE_MAIL_DIR", str(DATA_DIR / "mail")))
+# The embedded default prints links from outgoing mail so a developer can follow them.
+MAIL_ECHO_LINKS = env.bool("TOLLGATE_MAIL_ECHO_LINKS", TOLLGATE_ENV == "development")
+
+# --- Payments -----------------------------------------------------------------------------------------
+PAYMENT_GATEWAY = env.choice("TOLLGATE_GATEWAY", ("sandbox", "stripe"), "sandbox")
+
+# --- Observability ------------------------------------------------------------------------------------
+LOG_LEVEL = env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
+LOG_FORMAT = env.choice("TOLLGATE_LOG_FORMAT", ("json", "console"), "json" if PRODUCTION else "console")
+SENTRY_DSN = env.str("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", TOLLGATE_ENV)
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
+METRICS_TOKEN = env.str("TOLLGATE_METRICS_TOKEN", "")
+# Set by multi-process servers so every process reports into one set of metrics files.
+METRICS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", "")
+LOGGING_CONFIG = None  # tollgate.ops.logging configures logging once, below.
+
+ALLOW_SQLITE_IN_PRODUCTION = env.bool("TOLLGATE_ALLOW_SQLITE_IN_PRODUCTION", False)
+
+if PRODUCTION:
+    env.problems.extend(
+        production_problems(
+            debug=DEBUG,
+            secret_key=SECRET_KEY,
+            secret_key_fallbacks=SECRET_KEY_FALLBACKS,
+            allowed_hosts=ALLOWED_HOSTS,
+            using_sqlite=USING_SQLITE,
+            allow_sqlite=ALLOW_SQLITE_IN_PRODUCTION,
+            redis_url=REDIS_URL,
+            ssl_redirect=SECURE_SSL_REDIRECT,
+            secure_cookies=SECURE_COOKIES,
+            hsts_seconds=SECURE_HSTS_SECONDS,
+            site_url_scheme=urlsplit(SITE_URL).scheme,
+        )
+    )
+env.raise_if_problems(f"Tollgate cannot start ({TOLLGATE_ENV} profile):")
+
+from tollgate.ops.logging import configure_logging  # noqa: E402
+
+configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
+if SENTRY_DSN:
+    from tollgate.ops.sentry import init_sentry  # noqa: E402
+
+    init_sentry(
+        dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE
+    )

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from tollgate.api.v1 import api
+from tollgate.ops import views as ops_views
+
+urlpatterns = [
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics, name="metrics"),
+    path("api/v1/", api.urls),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("allauth.urls")),
+    path("", include("tollgate.web.urls")),
+]
+
+handler400 = "tollgate.web.errors.bad_request"
+handler403 = "tollgate.web.errors.permission_denied"
+handler404 = "tollgate.web.errors.page_not_found"
+handler500 = "tollgate.web.errors.server_error"

@@ -1,0 +1,82 @@
+"""Run the web server and the background worker together; Ctrl-C (or SIGTERM) stops both."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+STOP_TIMEOUT = 10
+
+
+def web_command(*, host: str, port: int, workers: int) -> list[str]:
+    return [
+        sys.executable, "-m", "granian",
+        "--interface", "wsgi",
+        "--host", host,
+        "--port", str(port),
+        "--workers", str(workers),
+        "--blocking-threads", str(settings.WEB_THREADS),
+        "--no-ws",
+        "--log-level", "warning",
+        "tollgate.config.wsgi:application",
+    ]
+
+
+def worker_command() -> list[str]:
+    return [sys.executable, "-m", "tollgate", "run_huey", "--quiet"]
+
+
+class Command(BaseCommand):
+    help = "Start the web server and the worker; stop both on Ctrl-C."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--workers", type=int, default=settings.WEB_WORKERS)
+        parser.add_argument("--no-worker", action="store_true", help="start the web server only")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        commands = {"web": web_command(host=options["host"], port=options["port"], workers=options["workers"])}
+        if not options["no_worker"]:
+            commands["worker"] = worker_command()
+        children = {name: subprocess.Popen(argv) for name, argv in commands.items()}  # noqa: S603
+        self.stdout.write(
+            f"Tollgate is running at http://{options['host']}:{options['port']}/ "
+            f"({', '.join(children)}); press Ctrl-C to stop."
+        )
+        stopping = False
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        exit_code = 0
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    self.stderr.write(f"{name} exited with status {child.returncode}; stopping.")
+                    exit_code = child.returncode or 1
+                    stopping = True
+            time.sleep(0.2)
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for child in children.values():
+            try:
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self.stdout.write("Stopped.")
+        if exit_code:
+            raise SystemExit(exit_code)

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from allauth.account.models import EmailAddress
+from django.core import mail
+from django.core.cache import cache
+from django.test import Client
+
+from tollgate.accounts.models import User
+
+STRONG_PASSWORD = "correct-horse-battery-staple-42"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("REDIS_URL"):
+        return
+    skip = pytest.mark.skip(reason="needs Redis: set REDIS_URL (CI runs this on real Redis)")
+    for item in items:
+        if "redis" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache_and_limits() -> Iterator[None]:
+    cache.clear()
+    from tollgate.security import ratelimit
+
+    ratelimit.reset_all()
+    yield
+
+
+@pytest.fixture
+def make_user(db: Any) -> Callable[..., User]:
+    """A signed-up account with a verified email (the state after the sign-up flow)."""
+
+    def factory(email: str = "jane@example.org", password: str = STRONG_PASSWORD, **extra: Any) -> User:
+        user = User.objects.create_user(email=email, password=password, **extra)
+        EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+        return user
+
+    return factory
+
+
+@pytest.fixture
+def user(make_user: Callable[..., User]) -> User:
+    return make_user()
+
+
+@pytest.fixture
+def signed_in_client(client: Client, user: User) -> Client:
+    response = client.post(
+        "/accounts/login/", {"login": user.email, "password": STRONG_PASSWORD}, follow=False
+    )
+    assert response.status_code == 302, response.content[:500]
+    return client
+
+
+def links_in(message: Any) -> list[str]:
+    return re.findall(r"https?://[^\s<>\"']+", str(message.body))
+
+
+def last_mail_to(address: str) -> Any:
+    for message in reversed(mail.outbox):
+        if address in message.to:
+            return message
+    raise AssertionError(f"no mail to {address}: {[m.to for m in mail.outbox]}")
