@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,19 +26,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(autouse=True)
-def _clean_cache_and_limits() -> Iterator[None]:
+def _clean_cache_and_limits() -> None:
     cache.clear()
     from tollgate.security import ratelimit
 
     ratelimit.reset_all()
-    yield
 
 
 @pytest.fixture
 def make_user(db: Any) -> Callable[..., User]:
     """A signed-up account with a verified email (the state after the sign-up flow)."""
 
-    def factory(email: str = "jane@example.org", password: str = STRONG_PASSWORD, **extra: Any) -> User:
+    def factory(
+        email: str = "jane@example.org", password: str = STRONG_PASSWORD, **extra: Any
+    ) -> User:
         user = User.objects.create_user(email=email, password=password, **extra)
         EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
         return user

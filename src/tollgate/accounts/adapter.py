@@ -26,6 +26,7 @@ class AccountAdapter(DefaultAccountAdapter):
         }
         message = self.render_mail(template_prefix, email, full_context)
         text = str(message.body)
+        html: str
         try:
             html = render_to_string(f"{template_prefix}_message.html", full_context)
         except TemplateDoesNotExist:

@@ -12,13 +12,32 @@ class UserAdmin(DjangoUserAdmin):
     form = StaffUserChangeForm
     add_form = StaffUserCreationForm
     ordering = ("-date_joined",)
-    list_display = ("public_id", "email", "name", "is_staff", "is_active", "date_joined", "last_login")
+    list_display = (
+        "public_id",
+        "email",
+        "name",
+        "is_staff",
+        "is_active",
+        "date_joined",
+        "last_login",
+    )
     list_filter = ("is_staff", "is_superuser", "is_active")
     search_fields = ("public_id", "email", "name")
     readonly_fields = ("public_id", "date_joined", "last_login")
     fieldsets = (
         (None, {"fields": ("public_id", "email", "name", "password")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (
+            "Permissions",
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
         ("Dates", {"fields": ("date_joined", "last_login")}),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")}),)
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("email", "usable_password", "password1", "password2"),
+            },
+        ),
+    )

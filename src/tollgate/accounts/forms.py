@@ -14,4 +14,12 @@ class StaffUserCreationForm(AdminUserCreationForm):
 class StaffUserChangeForm(UserChangeForm):
     class Meta:
         model = User
-        fields = ("email", "name", "is_active", "is_staff", "is_superuser", "groups", "user_permissions")
+        fields = (
+            "email",
+            "name",
+            "is_active",
+            "is_staff",
+            "is_superuser",
+            "groups",
+            "user_permissions",
+        )

@@ -68,7 +68,9 @@ class ContextWordsValidator:
         if len(rest) >= settings.PASSWORD_MIN_LENGTH:
             return
         raise ValidationError(
-            _("Don't build your password on %(words)s: it is among the first things an attacker tries.")
+            _(
+                "Don't build your password on %(words)s: it is among the first things an attacker tries."
+            )
             % {"words": ", ".join(f"“{word}”" for word in found)},
             code="password_context_word",
         )

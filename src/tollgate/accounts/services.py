@@ -18,7 +18,10 @@ def account_email_verified(*, user: User, email: str) -> None:
         email_send_template(
             to=email,
             template="welcome",
-            context={"pricing_path": reverse("web:pricing"), "account_path": reverse("web:account")},
+            context={
+                "pricing_path": reverse("web:pricing"),
+                "account_path": reverse("web:account"),
+            },
             dedupe_key=f"welcome:{user.public_id}",
         )
 

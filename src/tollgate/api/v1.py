@@ -22,9 +22,13 @@ api = NinjaAPI(
 )
 
 
-def _error(request: HttpRequest, status: int, code: str, message: str, details: dict | None = None) -> HttpResponse:
+def _error(
+    request: HttpRequest, status: int, code: str, message: str, details: dict | None = None
+) -> HttpResponse:
     return api.create_response(
-        request, {"error": {"code": code, "message": message, "details": details or {}}}, status=status
+        request,
+        {"error": {"code": code, "message": message, "details": details or {}}},
+        status=status,
     )
 
 
@@ -36,10 +40,19 @@ def _tollgate_error(request: HttpRequest, exc: TollgateError) -> HttpResponse:
 @api.exception_handler(NinjaValidationError)
 def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
     fields = [
-        {"field": ".".join(str(part) for part in error.get("loc", [])), "message": error.get("msg", "")}
+        {
+            "field": ".".join(str(part) for part in error.get("loc", [])),
+            "message": error.get("msg", ""),
+        }
         for error in exc.errors
     ]
-    return _error(request, 422, "validation_failed", "Some of the values sent are not valid; see details.", {"fields": fields})
+    return _error(
+        request,
+        422,
+        "validation_failed",
+        "Some of the values sent are not valid; see details.",
+        {"fields": fields},
+    )
 
 
 @api.exception_handler(AuthenticationError)
@@ -86,7 +99,9 @@ def status(request: HttpRequest) -> dict[str, str]:
     return {"version": __version__}
 
 
-@api.get("/plans", response=list[PlanOut], summary="Plans on sale, with their prices", tags=["catalog"])
+@api.get(
+    "/plans", response=list[PlanOut], summary="Plans on sale, with their prices", tags=["catalog"]
+)
 def plans(request: HttpRequest) -> list[dict[str, object]]:
     return [
         {

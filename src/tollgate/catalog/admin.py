@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 
@@ -12,7 +14,7 @@ class PriceInline(admin.TabularInline[Price, Plan]):
     fields = ("public_id", "amount", "currency", "interval", "interval_count", "active")
     readonly_fields = ("public_id",)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Plan | None = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

@@ -35,7 +35,9 @@ class Plan(models.Model):
     class Meta:
         ordering = ["display_order", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["product", "code"], name="plan_code_unique_per_product"),
+            models.UniqueConstraint(
+                fields=["product", "code"], name="plan_code_unique_per_product"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,7 +11,9 @@ def plans_for_sale() -> QuerySet[Plan]:
         Plan.objects.filter(active=True, product__active=True)
         .select_related("product")
         .prefetch_related(
-            Prefetch("prices", queryset=Price.objects.filter(active=True).order_by("interval", "amount"))
+            Prefetch(
+                "prices", queryset=Price.objects.filter(active=True).order_by("interval", "amount")
+            )
         )
         .order_by("display_order", "id")
     )

@@ -28,7 +28,9 @@ class CatalogLoadResult:
 
 def _require(mapping: dict[str, Any], key: str, where: str) -> Any:
     if key not in mapping:
-        raise ValidationFailed(f"{where}: '{key}' is required.", details={"field": f"{where}.{key}"})
+        raise ValidationFailed(
+            f"{where}: '{key}' is required.", details={"field": f"{where}.{key}"}
+        )
     return mapping[key]
 
 
@@ -51,7 +53,8 @@ def _check_price(raw: dict[str, Any], where: str) -> tuple[int, str, str, int]:
     count = raw.get("interval_count", 1)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 36:
         raise ValidationFailed(
-            f"{where}: interval_count must be 1 to 36.", details={"field": f"{where}.interval_count"}
+            f"{where}: interval_count must be 1 to 36.",
+            details={"field": f"{where}.interval_count"},
         )
     return amount, currency, interval, count
 
@@ -99,7 +102,11 @@ def catalog_load(*, document: dict[str, Any], actor: Any = None) -> CatalogLoadR
             audit_record(
                 action="catalog.loaded",
                 actor=actor,
-                details={"created": result.created, "updated": result.updated, "retired": result.retired},
+                details={
+                    "created": result.created,
+                    "updated": result.updated,
+                    "retired": result.retired,
+                },
             )
     return result
 

@@ -13,7 +13,6 @@ from django.urls import reverse
 from django.utils.http import urlencode
 
 
-
 def audit_record(**kwargs: Any) -> None:
     # Imported when used: this module is loaded with the admin app, before models are ready.
     from tollgate.audit.services import audit_record as record
@@ -25,17 +24,24 @@ class AuditedAdminMixin:
     """Records every add, change and delete made through the admin as an audit event."""
 
     def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        audit_record(action="admin.add", actor=request.user, target=obj, details={"change": message})
+        audit_record(
+            action="admin.add", actor=request.user, target=obj, details={"change": message}
+        )
         return super().log_addition(request, obj, message)  # type: ignore[misc]
 
     def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        audit_record(action="admin.change", actor=request.user, target=obj, details={"change": message})
+        audit_record(
+            action="admin.change", actor=request.user, target=obj, details={"change": message}
+        )
         return super().log_change(request, obj, message)  # type: ignore[misc]
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         for obj in queryset:
             audit_record(
-                action="admin.delete", actor=request.user, target=obj, details={"repr": str(obj)[:200]}
+                action="admin.delete",
+                actor=request.user,
+                target=obj,
+                details={"repr": str(obj)[:200]},
             )
         return super().log_deletions(request, queryset)  # type: ignore[misc]
 
@@ -55,7 +61,9 @@ class TollgateAdminSite(admin.AdminSite):
         audited = type(base.__name__, (AuditedAdminMixin, base), {"__module__": base.__module__})
         super().register(model_or_iterable, audited, **options)
 
-    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+    def login(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         # Staff sign in like everyone else, so MFA and rate limits apply to them too.
         next_url = request.GET.get("next") or reverse("admin:index")
         return HttpResponseRedirect(f"{reverse('account_login')}?{urlencode({'next': next_url})}")

@@ -10,6 +10,7 @@ problem at once.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -61,12 +62,14 @@ class Env:
             self.problems.append(f"{name}={value!r} is not a valid {kind}.")
             return default if default is not _MISSING else None  # type: ignore[return-value]
 
-    def str(self, name: str, default: object = _MISSING) -> str:
+    def str(self, name: builtins.str, default: object = _MISSING) -> builtins.str:
         return self._parse(name, default, lambda v: v, "string")
 
-    def int(self, name: str, default: object = _MISSING, *, minimum: int | None = None) -> int:
-        def parse(value: str) -> int:
-            number = int(value)
+    def int(
+        self, name: builtins.str, default: object = _MISSING, *, minimum: builtins.int | None = None
+    ) -> builtins.int:
+        def parse(value: builtins.str) -> builtins.int:
+            number = builtins.int(value)
             if minimum is not None and number < minimum:
                 raise ValueError(value)
             return number
@@ -74,8 +77,8 @@ class Env:
         kind = "integer" if minimum is None else f"integer >= {minimum}"
         return self._parse(name, default, parse, kind)
 
-    def bool(self, name: str, default: object = _MISSING) -> bool:
-        def parse(value: str) -> bool:
+    def bool(self, name: builtins.str, default: object = _MISSING) -> builtins.bool:
+        def parse(value: builtins.str) -> builtins.bool:
             lowered = value.strip().lower()
             if lowered in _TRUE:
                 return True
@@ -85,25 +88,27 @@ class Env:
 
         return self._parse(name, default, parse, "boolean (true/false)")
 
-    def float(self, name: str, default: object = _MISSING) -> float:
+    def float(self, name: builtins.str, default: object = _MISSING) -> builtins.float:
         """Non-money ratios only (sampling rates); money is never a float."""
-        return self._parse(name, default, float, "number")
+        return self._parse(name, default, builtins.float, "number")
 
-    def list(self, name: str, default: object = _MISSING) -> list[str]:
-        def parse(value: str) -> list[str]:
+    def list(self, name: builtins.str, default: object = _MISSING) -> builtins.list[builtins.str]:
+        def parse(value: builtins.str) -> builtins.list[builtins.str]:
             return [item.strip() for item in value.split(",") if item.strip()]
 
         return self._parse(name, default, parse, "comma-separated list")
 
-    def choice(self, name: str, choices: tuple[str, ...], default: object = _MISSING) -> str:
-        def parse(value: str) -> str:
+    def choice(
+        self, name: builtins.str, choices: tuple[builtins.str, ...], default: object = _MISSING
+    ) -> builtins.str:
+        def parse(value: builtins.str) -> builtins.str:
             if value not in choices:
                 raise ValueError(value)
             return value
 
         return self._parse(name, default, parse, "one of " + ", ".join(choices))
 
-    def raise_if_problems(self, header: str) -> None:
+    def raise_if_problems(self, header: builtins.str) -> None:
         if self.problems:
             lines = "\n".join(f"  - {problem}" for problem in self.problems)
             raise ImproperlyConfigured(f"{header}\n{lines}")

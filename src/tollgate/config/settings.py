@@ -105,7 +105,9 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         # Operators override any template by placing a file of the same name here.
-        "DIRS": [str(p) for p in [Path(env.str("TOLLGATE_TEMPLATE_DIR", str(DATA_DIR / "templates")))]],
+        "DIRS": [
+            str(p) for p in [Path(env.str("TOLLGATE_TEMPLATE_DIR", str(DATA_DIR / "templates")))]
+        ],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -165,7 +167,10 @@ HUEY = {
     "name": "tollgate",
     "immediate": TESTING,
     "utc": True,
-    "consumer": {"workers": env.int("TOLLGATE_WORKER_THREADS", 2, minimum=1), "worker_type": "thread"},
+    "consumer": {
+        "workers": env.int("TOLLGATE_WORKER_THREADS", 2, minimum=1),
+        "worker_type": "thread",
+    },
 }
 if REDIS_URL and not TESTING:
     HUEY |= {"huey_class": "huey.RedisHuey", "url": REDIS_URL}
@@ -174,8 +179,9 @@ else:
 
 # --- Accounts ---------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
-# Email uniqueness is enforced case-insensitively by a functional unique constraint on User.
-SILENCED_SYSTEM_CHECKS = ["auth.W004"]
+# auth.W004: email uniqueness is enforced case-insensitively by a functional unique constraint.
+# security.W021: HSTS preload is an operator's opt-in (TOLLGATE_HSTS_PRELOAD); it is hard to undo.
+SILENCED_SYSTEM_CHECKS = ["auth.W004", "security.W021"]
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
@@ -190,10 +196,14 @@ if TESTING:
 PASSWORD_MIN_LENGTH = 12
 PASSWORD_MAX_LENGTH = 1024
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
-     "OPTIONS": {"user_attributes": ("email", "name")}},
-    {"NAME": "tollgate.accounts.passwords.LengthValidator",
-     "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH, "max_length": PASSWORD_MAX_LENGTH}},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
+        "OPTIONS": {"user_attributes": ("email", "name")},
+    },
+    {
+        "NAME": "tollgate.accounts.passwords.LengthValidator",
+        "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH, "max_length": PASSWORD_MAX_LENGTH},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
     {"NAME": "tollgate.accounts.passwords.ContextWordsValidator"},
@@ -276,7 +286,9 @@ CORS_PREFLIGHT_MAX_AGE = 600
 # --- Static files and templates ---------------------------------------------------------------------
 STATIC_URL = "/static/"
 # Collected assets (production); development serves them straight from the apps.
-STATIC_ROOT = Path(env.str("TOLLGATE_STATIC_ROOT", str(DATA_DIR / "static"))) if PRODUCTION else None
+STATIC_ROOT = (
+    Path(env.str("TOLLGATE_STATIC_ROOT", str(DATA_DIR / "static"))) if PRODUCTION else None
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -304,7 +316,9 @@ TOLLGATE_BRAND = {
 }
 
 # --- Email ------------------------------------------------------------------------------------------
-DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", f"{TOLLGATE_BRAND['name']} <no-reply@example.com>")
+DEFAULT_FROM_EMAIL = env.str(
+    "DEFAULT_FROM_EMAIL", f"{TOLLGATE_BRAND['name']} <no-reply@example.com>"
+)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 EMAIL_HOST = env.str("EMAIL_HOST", "")
 if EMAIL_HOST:
@@ -327,7 +341,9 @@ PAYMENT_GATEWAY = env.choice("TOLLGATE_GATEWAY", ("sandbox", "stripe"), "sandbox
 
 # --- Observability ------------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
-LOG_FORMAT = env.choice("TOLLGATE_LOG_FORMAT", ("json", "console"), "json" if PRODUCTION else "console")
+LOG_FORMAT = env.choice(
+    "TOLLGATE_LOG_FORMAT", ("json", "console"), "json" if PRODUCTION else "console"
+)
 SENTRY_DSN = env.str("SENTRY_DSN", "")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", TOLLGATE_ENV)
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
@@ -360,7 +376,7 @@ from tollgate.ops.logging import configure_logging  # noqa: E402
 
 configure_logging(level=LOG_LEVEL, fmt=LOG_FORMAT)
 if SENTRY_DSN:
-    from tollgate.ops.sentry import init_sentry  # noqa: E402
+    from tollgate.ops.sentry import init_sentry
 
     init_sentry(
         dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE

@@ -46,10 +46,14 @@ def outbox_enqueue(*, kind: str, payload: dict[str, Any], dedupe_key: str) -> Ou
         raise ValueError(f"no outbox handler registered for {kind!r}")
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
-        raise RuntimeError("outbox_enqueue() must run inside the transaction that causes the effect")
+        raise RuntimeError(
+            "outbox_enqueue() must run inside the transaction that causes the effect"
+        )
     try:
         with transaction.atomic():
-            message = OutboxMessage.objects.create(kind=kind, payload=payload, dedupe_key=dedupe_key)
+            message = OutboxMessage.objects.create(
+                kind=kind, payload=payload, dedupe_key=dedupe_key
+            )
     except IntegrityError:
         log.info("outbox.duplicate", kind=kind)
         return None
@@ -69,7 +73,9 @@ def outbox_deliver(*, message_id: int) -> bool:
     with transaction.atomic():
         message = (
             OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(pk=message_id, status=OutboxMessage.Status.PENDING, available_at__lte=clock.now())
+            .filter(
+                pk=message_id, status=OutboxMessage.Status.PENDING, available_at__lte=clock.now()
+            )
             .first()
         )
         if message is None:

@@ -28,7 +28,9 @@ def html_from_text(*, subject: str, text: str) -> str:
     """The branded HTML twin of a plain-text email whose template has no HTML version."""
     body = linebreaks(escape(text))
     body = _URL.sub(r'<a href="\1">\1</a>', body)
-    return render_to_string("emails/layout.html", {**_brand_context(), "subject": subject, "body": body})
+    return render_to_string(
+        "emails/layout.html", {**_brand_context(), "subject": subject, "body": body}
+    )
 
 
 def email_render(*, template: str, context: dict[str, Any]) -> tuple[str, str, str]:
@@ -75,4 +77,8 @@ def email_deliver(payload: dict[str, Any]) -> dict[str, Any]:
         message.attach_alternative(payload["html"], "text/html")
     message.send()
     log.info("email.sent", template=payload.get("template", ""), to=mask_email(payload["to"]))
-    return {"to": mask_email(payload["to"]), "subject": payload["subject"], "template": payload.get("template", "")}
+    return {
+        "to": mask_email(payload["to"]),
+        "subject": payload["subject"],
+        "template": payload.get("template", ""),
+    }

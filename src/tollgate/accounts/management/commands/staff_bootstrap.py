@@ -10,7 +10,9 @@ from tollgate.accounts.services import staff_user_bootstrap
 
 
 class Command(BaseCommand):
-    help = "Create the first staff user if it does not exist; its generated password is printed once."
+    help = (
+        "Create the first staff user if it does not exist; its generated password is printed once."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--email", default="admin@example.com")
@@ -21,7 +23,7 @@ class Command(BaseCommand):
             validate_email(email)
         except ValidationError as exc:
             raise CommandError(f"{email!r} is not a valid email address.") from exc
-        user, password = staff_user_bootstrap(email=email)
+        _user, password = staff_user_bootstrap(email=email)
         if password is None:
             self.stdout.write(f"Staff user {email} already exists (password unchanged).")
             return
