@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 MANAGE := $(PY) -m tollgate
 STAFF_EMAIL ?= admin@example.com
 
-.PHONY: run test lint typecheck checks pytest bench install install-dev browser-deps clean help
+.PHONY: run test lint typecheck checks pytest bench install install-dev browser-deps lock clean help
 
 help:
 	@echo "make run    install, migrate, load demo plans, start web + worker on http://127.0.0.1:8000"
@@ -65,6 +65,12 @@ test: lint typecheck checks pytest
 
 bench: install-dev
 	$(PY) bench/run.py
+
+# Re-resolve the lock files after changing dependencies in pyproject.toml.
+lock: $(BIN)/activate
+	$(PIP) install uv
+	cd requirements && ../$(BIN)/uv pip compile ../pyproject.toml -q --python-version 3.11 --generate-hashes -o runtime.lock
+	cd requirements && ../$(BIN)/uv pip compile ../pyproject.toml -q --extra dev --python-version 3.11 --generate-hashes -o dev.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .coverage
