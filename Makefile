@@ -42,7 +42,8 @@ run: install
 PROD_ENV = TOLLGATE_ENV=production DEBUG=false ALLOWED_HOSTS=tollgate.example.com \
 	TOLLGATE_SITE_URL=https://tollgate.example.com REDIS_URL=redis://127.0.0.1:6379/0 \
 	DATABASE_URL=postgres://tollgate@127.0.0.1:5432/tollgate \
-	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))')
+	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \
+	TOLLGATE_METRICS_TOKEN=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(32))')
 
 lint: install-dev
 	$(BIN)/ruff check src tests bench

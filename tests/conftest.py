@@ -25,9 +25,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def clear_cache() -> None:
+    """Empty Tollgate's cache without touching other data in a shared Redis (no FLUSHDB)."""
+    if not os.environ.get("REDIS_URL"):
+        cache.clear()
+        return
+    client = cache._cache.get_client(write=True)  # type: ignore[attr-defined]
+    keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache_and_limits() -> None:
-    cache.clear()
+    clear_cache()
     from tollgate.security import ratelimit
 
     ratelimit.reset_all()

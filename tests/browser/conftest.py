@@ -26,7 +26,9 @@ class PageProblems:
     items: list[str] = field(default_factory=list)
 
     def watch(self, page: Any) -> None:
-        page.on("console", lambda msg: msg.type == "error" and self.items.append(f"console: {msg.text}"))
+        page.on(
+            "console", lambda msg: msg.type == "error" and self.items.append(f"console: {msg.text}")
+        )
         page.on("pageerror", lambda exc: self.items.append(f"pageerror: {exc}"))
         # Listening in the page as well catches violations that never reach the console.
         page.add_init_script(
@@ -38,7 +40,9 @@ class PageProblems:
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (make test installs it: scripts/ensure-chromium)")
+        pytest.skip(
+            "Debian's chromium is not installed (make test installs it: scripts/ensure-chromium)"
+        )
     # Playwright's synchronous API runs an event loop in this thread; the Django calls the test makes
     # (reading mail, the database) are synchronous and safe here.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"

@@ -23,6 +23,7 @@ SAFE = {
     "secure_cookies": True,
     "hsts_seconds": 31536000,
     "site_url_scheme": "https",
+    "metrics_token": "m" * 16 + "Q7xR2pL8wY4cH7jF",
 }
 
 
@@ -43,6 +44,7 @@ def test_every_unsafe_production_setting_is_reported_at_once():
         secure_cookies=False,
         hsts_seconds=0,
         site_url_scheme="http",
+        metrics_token="",
     )
     text = "\n".join(problems)
     for expected in (
@@ -56,9 +58,10 @@ def test_every_unsafe_production_setting_is_reported_at_once():
         "SECURE_COOKIES",
         "HSTS",
         "https://",
+        "METRICS_TOKEN",
     ):
         assert expected in text
-    assert len(problems) == 10
+    assert len(problems) == 11
 
 
 @pytest.mark.parametrize(
@@ -162,6 +165,7 @@ def test_production_starts_with_a_safe_configuration(tmp_path):
             "TOLLGATE_SITE_URL": "https://billing.example.com",
             "DATABASE_URL": "postgres://tollgate@127.0.0.1:5432/tollgate",
             "REDIS_URL": "redis://127.0.0.1:6379/0",
+            "TOLLGATE_METRICS_TOKEN": "t" * 40,
             "TOLLGATE_DATA_DIR": str(tmp_path),
         }
     )

@@ -34,6 +34,7 @@ def production_problems(
     secure_cookies: bool,
     hsts_seconds: int,
     site_url_scheme: str,
+    metrics_token: str,
 ) -> list[str]:
     """Every reason the given production configuration is unsafe, in one list."""
     problems: list[str] = []
@@ -63,4 +64,8 @@ def production_problems(
         problems.append("TOLLGATE_HSTS_SECONDS is below one year (31536000).")
     if site_url_scheme != "https":
         problems.append("TOLLGATE_SITE_URL must be an https:// URL in production.")
+    if len(metrics_token) < 32:
+        problems.append(
+            "TOLLGATE_METRICS_TOKEN must be set (32+ characters): /metrics is not public in production."
+        )
     return problems

@@ -15,6 +15,12 @@ import django_stubs_ext
 
 from tollgate.config.env import Env
 from tollgate.config.production import production_problems
+from tollgate.security.conf import (
+    parse_csp_extra,
+    parse_rate_overrides,
+    ratelimit_key_prefix_problem,
+    ratelimit_storage_problem,
+)
 
 django_stubs_ext.monkeypatch()  # generic admin/queryset classes at run time, for typing
 env = Env()
@@ -61,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "corsheaders",
     "huey.contrib.djhuey",
+    "ninja",  # serves the API docs' assets locally (no CDN)
     # Tollgate's apps come before allauth so their templates override allauth's.
     "tollgate.core",
     "tollgate.audit",
@@ -135,11 +142,15 @@ if USING_SQLITE:
             " PRAGMA busy_timeout=20000;"
         ),
     }
-    if not TESTING:
-        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 else:
     DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 1, "max_size": env.int("TOLLGATE_DB_POOL_MAX", 10, minimum=1)},
+        # A request waits at most 5 s for a pooled connection, then fails rather than piling up.
+        "pool": {
+            "min_size": 1,
+            "max_size": env.int("TOLLGATE_DB_POOL_MAX", 10, minimum=1),
+            "timeout": 5,
+        },
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -151,6 +162,8 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tollgate",
+            # A Redis that stops answering must fail requests fast, not hang every thread.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
 else:
@@ -158,7 +171,17 @@ else:
 RATELIMIT_STORAGE_URL = env.str(
     "TOLLGATE_RATELIMIT_STORAGE_URL", REDIS_URL if REDIS_URL else "memory://"
 )
+if (_problem := ratelimit_storage_problem(RATELIMIT_STORAGE_URL)) is not None:
+    env.problems.append(_problem)
 RATELIMIT_ENABLED = env.bool("TOLLGATE_RATELIMIT_ENABLED", True)
+# Every rate-limit key in a shared Redis starts with this, so resetting limits never touches other
+# data; give each installation sharing one Redis its own prefix.
+RATELIMIT_KEY_PREFIX = env.str("TOLLGATE_RATELIMIT_KEY_PREFIX", "tollgate-rl")
+if (_problem := ratelimit_key_prefix_problem(RATELIMIT_KEY_PREFIX)) is not None:
+    env.problems.append(_problem)
+# Per-policy rates replacing the defaults in tollgate.security.policies: "login-ip=20/5minute,...".
+RATE_LIMIT_OVERRIDES, _problems = parse_rate_overrides(env.str("TOLLGATE_RATE_LIMITS", ""))
+env.problems.extend(_problems)
 TRUSTED_PROXIES = env.int("TOLLGATE_TRUSTED_PROXIES", 0, minimum=0)
 WEB_WORKERS = env.int("TOLLGATE_WEB_WORKERS", 1, minimum=1)
 WEB_THREADS = env.int("TOLLGATE_WEB_THREADS", 8, minimum=1)
@@ -265,6 +288,10 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "strict-origin-when-cross-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Sources added to the Content-Security-Policy (payment gateways' scripts, frames and form targets):
+# "script-src=https://js.example.com;frame-src=https://js.example.com". Host sources only.
+CSP_EXTRA, _problems = parse_csp_extra(env.str("TOLLGATE_CSP_EXTRA", ""))
+env.problems.extend(_problems)
 if TRUSTED_PROXIES:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = False
@@ -368,6 +395,7 @@ if PRODUCTION:
             secure_cookies=SECURE_COOKIES,
             hsts_seconds=SECURE_HSTS_SECONDS,
             site_url_scheme=urlsplit(SITE_URL).scheme,
+            metrics_token=METRICS_TOKEN,
         )
     )
 env.raise_if_problems(f"Tollgate cannot start ({TOLLGATE_ENV} profile):")

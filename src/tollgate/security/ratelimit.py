@@ -1,5 +1,215 @@
-"""Rate limits (filled in by the security baseline)."""
+"""Counting requests against the named policies (``tollgate.security.policies``).
+
+Counts live in ``settings.RATELIMIT_STORAGE_URL``: ``memory://`` keeps them inside one process (the
+embedded default), a Redis URL shares them between every web process and survives restarts. Every
+key Tollgate writes to Redis starts with ``settings.RATELIMIT_KEY_PREFIX``, so resetting the limits
+never touches anything else stored there.
+
+Windows are moving windows: a policy of 10/5minute allows at most ten requests in any five minutes,
+and the wait reported to a refused client is exact (until its oldest counted request ages out).
+
+If the storage is unreachable the limiter fails open (allows and logs an error): rate limits defend
+against abuse, and a Redis outage must not take sign-in and the API down with it. /readyz reports
+the outage to the operator.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import structlog
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+from limits import RateLimitItem
+from limits.errors import StorageError
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from tollgate.security.policies import rate_for
+
+log = structlog.get_logger("tollgate.security")
+
+# A request to an unreachable Redis must not hold a web thread for long.
+_REDIS_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The state of one policy's bucket after a request was counted (or looked at)."""
+
+    policy: str
+    allowed: bool
+    limit: int
+    window: int
+    remaining: int
+    reset_after: int
+    """Seconds until at least one more request is allowed (0 when the bucket is untouched)."""
+
+    def headers(self) -> dict[str, str]:
+        """The IETF ``RateLimit-Policy`` and ``RateLimit`` fields (structured-field form)."""
+        return {
+            "RateLimit-Policy": f'"{self.policy}";q={self.limit};w={self.window}',
+            "RateLimit": f'"{self.policy}";r={self.remaining};t={self.reset_after}',
+        }
+
+
+class Limiter:
+    """One rate-limit storage and its counting strategy; safe to share between threads.
+
+    Two instances built from the same Redis URL and prefix see the same counts (as two web
+    processes, or one process before and after a restart, do).
+    """
+
+    def __init__(self, *, storage_url: str, key_prefix: str) -> None:
+        self.storage_url = storage_url
+        self.key_prefix = key_prefix
+        self.storage = _open_storage(storage_url, key_prefix)
+        self._strategy = MovingWindowRateLimiter(self.storage)
+
+    def hit(self, policy: str, subject: str) -> Decision | None:
+        """Counts one request by ``subject`` against ``policy``; a refused request is not counted.
+        None when the storage is unreachable (the caller lets the request through)."""
+        item = rate_for(policy)
+        try:
+            allowed = self._strategy.hit(item, subject)
+            return self._decision(policy, item, subject, allowed=allowed)
+        except StorageError as exc:
+            _storage_failed(exc, policy)
+            return None
+
+    def peek(self, policy: str, subject: str) -> Decision | None:
+        """Whether ``subject`` may make one more request under ``policy``, without counting it.
+        None when the storage is unreachable."""
+        item = rate_for(policy)
+        try:
+            return self._decision(policy, item, subject, allowed=None)
+        except StorageError as exc:
+            _storage_failed(exc, policy)
+            return None
+
+    def clear(self, policy: str, subject: str) -> None:
+        """Forgets everything counted for ``subject`` under ``policy``."""
+        try:
+            self._strategy.clear(rate_for(policy), subject)
+        except StorageError as exc:
+            _storage_failed(exc, policy)
+
+    def reset(self) -> None:
+        """Forgets every count this limiter's storage holds under Tollgate's key prefix.
+
+        On Redis this scans the keyspace for the prefix (KEYS): meant for tests and an operator's
+        deliberate reset, not for request handling."""
+        self.storage.reset()
+
+    def _decision(
+        self, policy: str, item: RateLimitItem, subject: str, *, allowed: bool | None
+    ) -> Decision:
+        stats = self._strategy.get_window_stats(item, subject)
+        window = item.get_expiry()
+        if allowed is None:
+            allowed = stats.remaining > 0
+        reset_after = min(window, max(0, math.ceil(stats.reset_time - time.time())))
+        if not allowed:
+            reset_after = max(1, reset_after)
+        return Decision(
+            policy=policy,
+            allowed=allowed,
+            limit=item.amount,
+            window=window,
+            remaining=max(0, stats.remaining),
+            reset_after=reset_after,
+        )
+
+
+def _open_storage(url: str, key_prefix: str) -> Storage:
+    if urlsplit(url).scheme == "memory":
+        # Private to this process, so resetting it cannot touch anyone else's data.
+        storage = storage_from_string(url, wrap_exceptions=True)
+    else:
+        storage = storage_from_string(
+            url,
+            key_prefix=key_prefix,
+            wrap_exceptions=True,
+            socket_timeout=_REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
+        )
+    if not isinstance(storage, Storage):  # an async+ URL
+        raise TypeError("TOLLGATE_RATELIMIT_STORAGE_URL must name a synchronous storage.")
+    return storage
+
+
+def _storage_failed(exc: StorageError, policy: str) -> None:
+    log.error(
+        "ratelimit.storage_unavailable",
+        policy=policy,
+        error=type(exc.storage_error).__name__,
+    )
+
+
+class _ProcessLimiter:
+    """The limiter for the current settings, built on first use (after any fork) and rebuilt when
+    the storage settings change (tests override them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._limiter: Limiter | None = None
+
+    def get(self) -> Limiter:
+        url, prefix = settings.RATELIMIT_STORAGE_URL, settings.RATELIMIT_KEY_PREFIX
+        current = self._limiter
+        if current is not None and current.storage_url == url and current.key_prefix == prefix:
+            return current
+        with self._lock:
+            current = self._limiter
+            if current is None or current.storage_url != url or current.key_prefix != prefix:
+                current = self._limiter = Limiter(storage_url=url, key_prefix=prefix)
+            return current
+
+
+_process_limiter = _ProcessLimiter()
+
+
+def limiter() -> Limiter:
+    """This process's limiter for the configured storage."""
+    return _process_limiter.get()
 
 
 def reset_all() -> None:
-    return None
+    """Forgets every rate-limit count in the configured storage (Tollgate's keys only)."""
+    limiter().reset()
+
+
+# --- Subjects: who a count is about -----------------------------------------------------------------
+
+
+def ip_subject(ip: str) -> str:
+    """The bucket for a client address. IPv6 clients are counted per /64, the block a single
+    subscriber usually controls; counting per address would let one client rotate through 2^64."""
+    address = ipaddress.ip_address(ip)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"ip:{address.ipv4_mapped}"
+        return f"ip:{ipaddress.ip_network(f'{address}/64', strict=False)}"
+    return f"ip:{address}"
+
+
+def secret_subject(kind: str, value: str) -> str:
+    """An opaque bucket name for a personal value (an email address, a user id). It is keyed with
+    SECRET_KEY, so the storage never holds the value and guesses cannot be checked against it."""
+    digest = salted_hmac(f"tollgate.security.{kind}", value, algorithm="sha256").hexdigest()
+    return f"{kind}:{digest[:32]}"
+
+
+def email_subject(email: str) -> str | None:
+    """The bucket for an email address, the same whatever its case or surrounding spaces."""
+    normalized = email.strip().lower()
+    return secret_subject("email", normalized) if normalized else None
+
+
+def user_subject(user_pk: object) -> str:
+    return secret_subject("user", str(user_pk))

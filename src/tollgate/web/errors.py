@@ -15,8 +15,14 @@ from tollgate.core.errors import TollgateError
 
 _TITLES = {
     400: ("Bad request", "The request could not be understood. Go back and try again."),
-    403: ("Forbidden", "You don't have access to this page. If you think you should, sign in again."),
-    404: ("Page not found", "There is nothing at this address. Check the link or start from the home page."),
+    403: (
+        "Forbidden",
+        "You don't have access to this page. If you think you should, sign in again.",
+    ),
+    404: (
+        "Page not found",
+        "There is nothing at this address. Check the link or start from the home page.",
+    ),
     413: ("Request too large", "What you sent is larger than we accept. Send less and try again."),
     429: ("Too many requests", "Slow down a little: wait a moment, then try again."),
     500: ("Something went wrong", "We have been notified. Please try again in a few minutes."),
@@ -48,7 +54,13 @@ def error_response(
     title, default_message = _TITLES.get(status, _TITLES[500])
     text = message or default_message
     if wants_json(request):
-        body = {"error": {"code": code or _CODES.get(status, "error"), "message": text, "details": details or {}}}
+        body = {
+            "error": {
+                "code": code or _CODES.get(status, "error"),
+                "message": text,
+                "details": details or {},
+            }
+        }
         return JsonResponse(body, status=status)
     html = render_to_string(
         "errors/error.html",
@@ -64,7 +76,9 @@ def error_response(
 
 
 def from_exception(request: HttpRequest, exc: TollgateError) -> HttpResponse:
-    return error_response(request, exc.status, code=exc.code, message=exc.message, details=exc.details)
+    return error_response(
+        request, exc.status, code=exc.code, message=exc.message, details=exc.details
+    )
 
 
 def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -17,14 +17,23 @@ STOP_TIMEOUT = 10
 
 def web_command(*, host: str, port: int, workers: int) -> list[str]:
     return [
-        sys.executable, "-m", "granian",
-        "--interface", "wsgi",
-        "--host", host,
-        "--port", str(port),
-        "--workers", str(workers),
-        "--blocking-threads", str(settings.WEB_THREADS),
+        sys.executable,
+        "-m",
+        "granian",
+        "--interface",
+        "wsgi",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--blocking-threads",
+        str(settings.WEB_THREADS),
         "--no-ws",
-        "--log-level", "warning",
+        "--respawn-failed-workers",
+        "--log-level",
+        "warning",
         "tollgate.config.wsgi:application",
     ]
 
@@ -43,7 +52,11 @@ class Command(BaseCommand):
         parser.add_argument("--no-worker", action="store_true", help="start the web server only")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        commands = {"web": web_command(host=options["host"], port=options["port"], workers=options["workers"])}
+        commands = {
+            "web": web_command(
+                host=options["host"], port=options["port"], workers=options["workers"]
+            )
+        }
         if not options["no_worker"]:
             commands["worker"] = worker_command()
         children = {name: subprocess.Popen(argv) for name, argv in commands.items()}  # noqa: S603
