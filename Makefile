@@ -53,6 +53,7 @@ typecheck: install-dev
 	TOLLGATE_ENV=test $(BIN)/mypy
 
 checks: install-dev
+	@mkdir -p var
 	$(PROD_ENV) $(MANAGE) check --deploy --fail-level WARNING
 	TOLLGATE_ENV=test $(MANAGE) makemigrations --check --dry-run
 

@@ -142,7 +142,8 @@ if USING_SQLITE:
             " PRAGMA busy_timeout=20000;"
         ),
     }
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    if TOLLGATE_ENV == "development":  # the embedded default makes its own data directory
+        Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 else:
     DATABASES["default"]["OPTIONS"] = {
         # A request waits at most 5 s for a pooled connection, then fails rather than piling up.
