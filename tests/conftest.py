@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
-from django.test import Client
+from django.test import Client, override_settings
 
 from tollgate.accounts.models import User
 
@@ -23,6 +24,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "redis" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_redis_namespace() -> Iterator[None]:
+    """Keys of this test run (cache, rate limits) get a prefix of their own, so runs sharing one
+    Redis, and other data in it, never see or clear each other's keys."""
+    run = f"test{os.getpid()}"
+    caches = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"tollgate-{run}"}}
+    with override_settings(CACHES=caches, RATELIMIT_KEY_PREFIX=f"tollgate-rl-{run}"):
+        yield
 
 
 def clear_cache() -> None:
