@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "tollgate.audit",
     "tollgate.accounts",
     "tollgate.catalog",
+    "tollgate.billing",
     "tollgate.notifications",
     "tollgate.security",
     "tollgate.ops",
@@ -366,6 +367,32 @@ MAIL_ECHO_LINKS = env.bool("TOLLGATE_MAIL_ECHO_LINKS", TOLLGATE_ENV == "developm
 
 # --- Payments -----------------------------------------------------------------------------------------
 PAYMENT_GATEWAY = env.choice("TOLLGATE_GATEWAY", ("sandbox", "stripe"), "sandbox")
+
+# --- Billing --------------------------------------------------------------------------------------
+# Invoice numbers: "customer" = prefix + gapless sequence per customer (7F3KQ2AB-0004), so workers
+# finalizing different customers' invoices never wait for each other; "account" = one gapless
+# sequence for the whole installation (INV-000123), which serializes every finalization on one row.
+BILLING_INVOICE_NUMBERING = env.choice(
+    "TOLLGATE_INVOICE_NUMBERING", ("customer", "account"), "customer"
+)
+BILLING_INVOICE_NUMBER_PREFIX = env.str("TOLLGATE_INVOICE_NUMBER_PREFIX", "INV")
+# Dunning: after a renewal payment fails, retry this many days after the first failure; after the
+# last retry fails (or at once on a hard decline) the subscription becomes "canceled" or "unpaid".
+_dunning_days = env.list("TOLLGATE_DUNNING_RETRY_DAYS", ["1", "3", "5", "7"])
+BILLING_DUNNING_RETRY_DAYS = [int(day) for day in _dunning_days if day.isdigit()]
+_increasing_days = sorted(set(BILLING_DUNNING_RETRY_DAYS) - {0})
+if len(_dunning_days) != len(_increasing_days) or _increasing_days != BILLING_DUNNING_RETRY_DAYS:
+    env.problems.append(
+        "TOLLGATE_DUNNING_RETRY_DAYS must list increasing whole days, like 1,3,5,7."
+    )
+BILLING_DUNNING_FINAL_STATUS = env.choice(
+    "TOLLGATE_DUNNING_FINAL_STATUS", ("canceled", "unpaid"), "canceled"
+)
+# A trial that ends without a card on file: "canceled" ends the subscription; "incomplete" keeps it,
+# with its first invoice open until the customer adds a card.
+BILLING_TRIAL_END_WITHOUT_CARD = env.choice(
+    "TOLLGATE_TRIAL_END_WITHOUT_CARD", ("canceled", "incomplete"), "canceled"
+)
 
 # --- Observability ------------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")

@@ -35,3 +35,39 @@ def new_price_id() -> str:
 
 def new_evt_id() -> str:
     return new_public_id("evt")
+
+
+def new_cus_id() -> str:
+    return new_public_id("cus")
+
+
+def new_pm_id() -> str:
+    return new_public_id("pm")
+
+
+def new_sub_id() -> str:
+    return new_public_id("sub")
+
+
+def new_inv_id() -> str:
+    return new_public_id("inv")
+
+
+def new_pay_id() -> str:
+    return new_public_id("pay")
+
+
+def new_ref_id() -> str:
+    return new_public_id("ref")
+
+
+def new_txn_id() -> str:
+    return new_public_id("txn")
+
+
+_INVOICE_PREFIX_LENGTH = 8  # 40 bits: a clash among a million customers has odds of about 1 in 10^6
+
+
+def new_invoice_prefix() -> str:
+    """The per-customer invoice number prefix (``7F3KQ2AB`` in ``7F3KQ2AB-0004``)."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(_INVOICE_PREFIX_LENGTH))

@@ -1,0 +1,117 @@
+"""Billing in the admin: read-only. Money moves only through the services (refunds, plan changes),
+which lock, audit and post to the ledger; the admin is for finding and reading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
+
+from tollgate.billing.models import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    LedgerEntry,
+    LedgerTransaction,
+    PaymentAttempt,
+    PaymentMethod,
+    Refund,
+    Subscription,
+)
+
+
+class ReadOnly:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
+class InvoiceLineInline(ReadOnly, admin.TabularInline[InvoiceLine, Invoice]):
+    model = InvoiceLine
+    fields = ("kind", "description", "amount", "period_start", "period_end")
+    extra = 0
+
+
+class LedgerEntryInline(ReadOnly, admin.TabularInline[LedgerEntry, LedgerTransaction]):
+    model = LedgerEntry
+    fields = ("account", "amount", "currency")
+    extra = 0
+
+
+@admin.register(Customer)
+class CustomerAdmin(ReadOnly, admin.ModelAdmin[Customer]):
+    list_display = ("public_id", "email", "invoice_prefix", "gateway", "created_at")
+    search_fields = ("public_id", "email", "invoice_prefix", "gateway_reference")
+    exclude = ("user",)
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(ReadOnly, admin.ModelAdmin[PaymentMethod]):
+    list_display = (
+        "public_id",
+        "customer",
+        "brand",
+        "last4",
+        "exp_month",
+        "exp_year",
+        "is_default",
+    )
+    search_fields = ("public_id", "customer__public_id", "last4")
+    list_select_related = ("customer",)
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnly, admin.ModelAdmin[Subscription]):
+    list_display = ("public_id", "customer", "price", "status", "current_period_end")
+    list_filter = ("status", "cancel_at_period_end")
+    search_fields = ("public_id", "customer__public_id", "customer__email")
+    list_select_related = ("customer", "price__plan")
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnly, admin.ModelAdmin[Invoice]):
+    list_display = (
+        "number",
+        "public_id",
+        "customer",
+        "status",
+        "total",
+        "currency",
+        "finalized_at",
+    )
+    list_filter = ("status", "billing_reason")
+    search_fields = ("number", "public_id", "customer__public_id", "customer__email")
+    list_select_related = ("customer",)
+    inlines = [InvoiceLineInline]
+
+
+@admin.register(PaymentAttempt)
+class PaymentAttemptAdmin(ReadOnly, admin.ModelAdmin[PaymentAttempt]):
+    list_display = ("public_id", "invoice", "attempt_number", "status", "amount", "decline_code")
+    list_filter = ("status", "decline_kind", "off_session")
+    search_fields = ("public_id", "invoice__number", "gateway_reference", "idempotency_key")
+    list_select_related = ("invoice",)
+
+
+@admin.register(Refund)
+class RefundAdmin(ReadOnly, admin.ModelAdmin[Refund]):
+    list_display = ("public_id", "payment", "amount", "currency", "status", "reason", "created_at")
+    list_filter = ("status", "reason")
+    search_fields = ("public_id", "payment__public_id", "gateway_reference")
+    list_select_related = ("payment",)
+
+
+@admin.register(LedgerTransaction)
+class LedgerTransactionAdmin(ReadOnly, admin.ModelAdmin[LedgerTransaction]):
+    list_display = ("public_id", "kind", "customer", "invoice", "occurred_at")
+    list_filter = ("kind",)
+    search_fields = ("public_id", "invoice__number", "customer__public_id")
+    list_select_related = ("customer", "invoice")
+    inlines = [LedgerEntryInline]

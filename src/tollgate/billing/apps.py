@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class BillingConfig(AppConfig):
+    name = "tollgate.billing"
+    label = "billing"
+    verbose_name = "Billing"
+
+    def ready(self) -> None:
+        from tollgate.billing import tasks  # noqa: F401  (registers the billing clock task)
+        from tollgate.billing.entitlements import OUTBOX_KIND, entitlements_invalidate
+        from tollgate.core import outbox
+
+        outbox.register(OUTBOX_KIND, entitlements_invalidate)

@@ -1,0 +1,360 @@
+"""The billing clock: derives the billing work that is due from the database and does it.
+
+Work, in this order, each as batches until nothing due is left:
+
+1. payments and refunds whose outcome has been pending or unknown for over a minute: asked about
+   by their idempotency key, and sent again under the same key if the gateway never received them;
+2. subscriptions at the end of their period: renewed (the next period's invoice is created and
+   finalized, its charge due as the period begins), ended (cancellation at period end; a trial
+   without a card when ``BILLING_TRIAL_END_WITHOUT_CARD`` is "canceled") or moved to their
+   scheduled price;
+3. incomplete subscriptions whose first invoice stayed unpaid for 23 hours: ``incomplete_expired``,
+   the invoice voided (as at Stripe);
+4. open invoices whose next payment attempt is due (renewals and dunning retries): charged off
+   session, the pending attempts committed before any gateway call.
+
+Any number of workers can run it at once. Each batch claims customers with ``SELECT ... FOR UPDATE
+SKIP LOCKED`` (on PostgreSQL; SQLite's IMMEDIATE transactions serialize instead) and then locks their
+rows in the fixed order (customer -> subscription -> invoice -> payment): a claim never waits, so it
+cannot join a deadlock. The unique constraints (one invoice per subscription period, one live payment
+per invoice) hold even if that reasoning were wrong. A crash loses nothing: all work is derived from
+state, a half-done step is either committed or not, and a payment sent but not recorded is pending
+and is reconciled with the gateway by its idempotency key before the invoice is charged again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+import structlog
+from django.db import transaction
+from django.db.models import Q, QuerySet
+
+from tollgate.audit.services import audit_record
+from tollgate.billing import periods, services
+from tollgate.billing.conf import billing_settings
+from tollgate.billing.entitlements import entitlements_changed
+from tollgate.billing.errors import PaymentMethodRequired
+from tollgate.billing.gateways.registry import gateway_get
+from tollgate.billing.locks import InvoiceLocks
+from tollgate.billing.models import Customer, Invoice, PaymentAttempt, Refund, Subscription
+from tollgate.billing.selectors import payment_method_default
+from tollgate.billing.states import (
+    PAYMENT_LIVE,
+    SUBSCRIPTION_ENDED,
+    InvoiceStatus,
+    PaymentStatus,
+    RefundStatus,
+    SubscriptionStatus,
+)
+from tollgate.core import clock
+
+log = structlog.get_logger(__name__)
+
+INCOMPLETE_EXPIRES_AFTER = dt.timedelta(hours=23)
+RECONCILE_AFTER = dt.timedelta(minutes=1)
+BATCH_SIZE = 100
+_Row = TypeVar("_Row", PaymentAttempt, Refund)
+_RENEWING = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+_UNSETTLED = (PaymentStatus.PENDING, PaymentStatus.UNKNOWN)
+
+
+@dataclass
+class BillingRunResult:
+    renewed: int = 0
+    ended: int = 0
+    expired: int = 0
+    charged: int = 0
+    reconciled: int = 0
+    failed: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.renewed + self.ended + self.expired + self.charged + self.reconciled
+
+
+Progress = Callable[[int], object]
+
+
+def billing_run(
+    *,
+    until: dt.datetime | None = None,
+    batch_size: int = BATCH_SIZE,
+    on_progress: Progress | None = None,
+) -> BillingRunResult:
+    """Do all billing work due at ``until`` (default: now) and report what was done.
+
+    An item that fails is logged, counted in ``failed`` and left as it was for the next run; it does
+    not stop the others.
+    """
+    due_at = until or clock.now()
+    result = BillingRunResult()
+    skip: set[int] = set()  # customers left alone for the rest of this run
+    progress = on_progress or (lambda count: None)
+    # First settle what earlier runs left in flight (by the real clock: it is about requests, not
+    # the schedule), so the invoices they hold can be charged in this run.
+    progress(_reconcile(now=clock.now(), batch_size=batch_size, result=result))
+    for step in (_period_ends, _incomplete_expiry, _due_charges):
+        while claimed := step(due_at=due_at, batch_size=batch_size, result=result, skip=skip):
+            progress(claimed)
+    return result
+
+
+def _claim(
+    due: QuerySet[Subscription] | QuerySet[Invoice], batch_size: int, skip: set[int]
+) -> list[Customer]:
+    """Lock up to ``batch_size`` customers with due work that no other worker holds."""
+    return list(
+        Customer.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=due.values("customer_id"))
+        .exclude(pk__in=skip)
+        .order_by("pk")[:batch_size]
+    )
+
+
+def _guarded(
+    customer: Customer, skip: set[int], result: BillingRunResult, work: Callable[[], None]
+) -> None:
+    """Run one customer's work in a savepoint: if it fails, only it is undone, logged and skipped."""
+    try:
+        with transaction.atomic():
+            work()
+    except Exception:
+        log.exception("billing.clock_item_failed", customer=customer.public_id)
+        skip.add(customer.pk)
+        result.failed += 1
+
+
+# --- 1. Reconciliation ------------------------------------------------------------------------------------
+def _reconcile(*, now: dt.datetime, batch_size: int, result: BillingRunResult) -> int:
+    before = now - RECONCILE_AFTER
+    settled = 0
+    for payment in _oldest_first(
+        PaymentAttempt.objects.filter(status__in=_UNSETTLED, created_at__lte=before), batch_size
+    ):
+        if services.payment_reconcile(payment=payment).status not in _UNSETTLED:
+            settled += 1
+    for refund in _oldest_first(
+        Refund.objects.filter(status=RefundStatus.PENDING, created_at__lte=before).select_related(
+            "payment"
+        ),
+        batch_size,
+    ):
+        if services.refund_reconcile(refund=refund).status != RefundStatus.PENDING:
+            settled += 1
+    result.reconciled += settled
+    return settled
+
+
+def _oldest_first(queryset: QuerySet[_Row], batch_size: int) -> Iterator[_Row]:
+    """Every row of ``queryset``, oldest first, fetched ``batch_size`` at a time (keyset pages)."""
+    page = queryset.order_by("created_at", "pk")
+    while rows := list(page[:batch_size]):
+        yield from rows
+        last = rows[-1]
+        page = page.filter(
+            Q(created_at__gt=last.created_at) | Q(created_at=last.created_at, pk__gt=last.pk)
+        )
+
+
+# --- 2. Period ends -------------------------------------------------------------------------------------
+def _period_ends(
+    *, due_at: dt.datetime, batch_size: int, result: BillingRunResult, skip: set[int]
+) -> int:
+    due = Subscription.objects.filter(status__in=_RENEWING, current_period_end__lte=due_at)
+    with transaction.atomic(durable=True):
+        customers = _claim(due, batch_size, skip)
+        for customer in customers:
+            subscription = (
+                Subscription.objects.select_for_update()
+                .filter(customer=customer, status__in=_RENEWING, current_period_end__lte=due_at)
+                .first()
+            )
+            if subscription is not None:
+                _guarded(
+                    customer, skip, result, partial(_period_end, customer, subscription, result)
+                )
+    return len(customers)
+
+
+def _period_end(customer: Customer, subscription: Subscription, result: BillingRunResult) -> None:
+    end = subscription.current_period_end
+    has_card = payment_method_default(customer=customer) is not None
+    ends_without_card = (
+        subscription.status == SubscriptionStatus.TRIALING
+        and not has_card
+        and billing_settings().trial_end_without_card == SubscriptionStatus.CANCELED
+    )
+    if subscription.cancel_at_period_end or ends_without_card:
+        services.subscription_end_locked(
+            subscription=subscription, status=SubscriptionStatus.CANCELED, at=end
+        )
+        audit_record(
+            action="billing.subscription_ended",
+            target=subscription,
+            details={"reason": "trial_ended_without_card" if ends_without_card else "canceled"},
+        )
+        result.ended += 1
+        return
+    if subscription.scheduled_price is not None:
+        new_price = subscription.scheduled_price
+        if services.price_months(new_price) != services.price_months(subscription.price):
+            subscription.billing_anchor = end  # a new interval starts its own schedule
+        subscription.price, subscription.scheduled_price = new_price, None
+        entitlements_changed(customer=customer)
+    period = periods.period_at(
+        anchor=subscription.billing_anchor, months=services.price_months(subscription.price), at=end
+    )
+    subscription.current_period_start, subscription.current_period_end = period.start, period.end
+    subscription.save(
+        update_fields=[
+            "price",
+            "scheduled_price",
+            "billing_anchor",
+            "current_period_start",
+            "current_period_end",
+        ]
+    )
+    if subscription.status == SubscriptionStatus.TRIALING:
+        target = SubscriptionStatus.ACTIVE if has_card else SubscriptionStatus.INCOMPLETE
+        services.subscription_move_locked(subscription=subscription, target=target)
+    invoice = services.invoice_draft_for_period_locked(
+        subscription=subscription,
+        period=period,
+        billing_reason=Invoice.BillingReason.SUBSCRIPTION_CYCLE,
+    )
+    services.invoice_finalize_locked(customer=customer, subscription=subscription, invoice=invoice)
+    if (
+        invoice.status == InvoiceStatus.OPEN
+        and subscription.status != SubscriptionStatus.INCOMPLETE
+    ):
+        invoice.next_payment_attempt_at = period.start  # due as the period begins
+        invoice.save(update_fields=["next_payment_attempt_at"])
+    audit_record(
+        action="billing.subscription_renewed",
+        target=subscription,
+        details={"invoice": invoice.public_id, "period_start": period.start.isoformat()},
+    )
+    result.renewed += 1
+
+
+# --- 3. Incomplete subscriptions that expire ---------------------------------------------------------------
+def _incomplete_expiry(
+    *, due_at: dt.datetime, batch_size: int, result: BillingRunResult, skip: set[int]
+) -> int:
+    expired_before = due_at - INCOMPLETE_EXPIRES_AFTER
+    due = Subscription.objects.filter(
+        status=SubscriptionStatus.INCOMPLETE,
+        invoices__status=InvoiceStatus.OPEN,
+        invoices__finalized_at__lte=expired_before,
+    ).exclude(invoices__payments__status__in=sorted(PAYMENT_LIVE))
+    with transaction.atomic(durable=True):
+        customers = _claim(due, batch_size, skip)
+        for customer in customers:
+            subscription = (
+                Subscription.objects.select_for_update()
+                .filter(customer=customer, status=SubscriptionStatus.INCOMPLETE)
+                .first()
+            )
+            if subscription is not None:
+                _guarded(
+                    customer,
+                    skip,
+                    result,
+                    partial(_expire, customer, subscription, expired_before, result),
+                )
+    return len(customers)
+
+
+def _expire(
+    customer: Customer,
+    subscription: Subscription,
+    expired_before: dt.datetime,
+    result: BillingRunResult,
+) -> None:
+    invoices = list(
+        Invoice.objects.select_for_update()
+        .filter(subscription=subscription, status=InvoiceStatus.OPEN)
+        .order_by("pk")
+    )
+    stale = all(
+        invoice.finalized_at and invoice.finalized_at <= expired_before for invoice in invoices
+    )
+    if (
+        not invoices
+        or not stale
+        or PaymentAttempt.objects.filter(
+            invoice__in=invoices, status__in=sorted(PAYMENT_LIVE)
+        ).exists()
+    ):
+        return
+    for invoice in invoices:
+        services.invoice_void_locked(customer=customer, invoice=invoice)
+    services.subscription_end_locked(
+        subscription=subscription, status=SubscriptionStatus.INCOMPLETE_EXPIRED, at=clock.now()
+    )
+    audit_record(action="billing.subscription_expired", target=subscription)
+    result.expired += 1
+
+
+# --- 4. Due charges -------------------------------------------------------------------------------------------
+def _due_charges(
+    *, due_at: dt.datetime, batch_size: int, result: BillingRunResult, skip: set[int]
+) -> int:
+    due = Invoice.objects.filter(
+        status=InvoiceStatus.OPEN, next_payment_attempt_at__lte=due_at
+    ).exclude(payments__status__in=sorted(PAYMENT_LIVE))
+    gateway_name = gateway_get().name
+    charges: list[services.PendingCharge] = []
+    with transaction.atomic(durable=True):
+        customers = _claim(due, batch_size, skip)
+        for customer in customers:
+            _guarded(
+                customer,
+                skip,
+                result,
+                partial(_begin_charges, customer, due, gateway_name, charges),
+            )
+            skip.add(customer.pk)  # all its due invoices were just handled: once per run
+    for charge in charges:
+        services.payment_send(charge=charge, actor=None)
+        result.charged += 1
+    return len(customers)
+
+
+def _begin_charges(
+    customer: Customer,
+    due: QuerySet[Invoice],
+    gateway_name: str,
+    charges: list[services.PendingCharge],
+) -> None:
+    """Record pending attempts for the customer's due invoices and add them to ``charges``."""
+    invoice_ids = list(due.filter(customer=customer).values_list("pk", flat=True))
+    subscription_ids = Invoice.objects.filter(pk__in=invoice_ids).values("subscription_id")
+    subscriptions = {
+        subscription.pk: subscription
+        for subscription in Subscription.objects.select_for_update()
+        .filter(pk__in=subscription_ids)
+        .exclude(status__in=sorted(SUBSCRIPTION_ENDED))
+        .order_by("pk")
+    }
+    begun = []
+    for invoice in Invoice.objects.select_for_update().filter(pk__in=invoice_ids).order_by("pk"):
+        locks = InvoiceLocks(
+            customer=customer,
+            subscription=subscriptions.get(invoice.subscription_id or 0),
+            invoice=invoice,
+        )
+        try:
+            begun.append(
+                services.payment_begin(
+                    locks=locks, gateway_name=gateway_name, off_session=True, actor=None
+                )
+            )
+        except PaymentMethodRequired:
+            services.payment_fail_without_card(locks=locks, gateway_name=gateway_name)
+    charges.extend(begun)  # only once every attempt of this customer is recorded

@@ -1,0 +1,42 @@
+"""Billing's options, gathered in one typed object and read from Django settings at call time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from django.conf import settings
+
+
+class InvoiceNumbering(StrEnum):
+    # Prefix + gapless sequence per customer (7F3KQ2AB-0004): finalizations of different customers
+    # never wait for each other.
+    CUSTOMER = "customer"
+    # One gapless sequence for the installation (INV-000123): every finalization in every worker
+    # waits for one row lock, so invoice finalization is serialized installation-wide.
+    ACCOUNT = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSettings:
+    invoice_numbering: InvoiceNumbering
+    invoice_number_prefix: str
+    # Retries of a failed renewal payment, counted from the first failure.
+    dunning_retries: tuple[dt.timedelta, ...]
+    # What a subscription becomes when the retries are exhausted or a hard decline stops them.
+    dunning_final_status: str
+    # What a trial that ends without a card becomes: "canceled" or "incomplete".
+    trial_end_without_card: str
+
+
+def billing_settings() -> BillingSettings:
+    return BillingSettings(
+        invoice_numbering=InvoiceNumbering(settings.BILLING_INVOICE_NUMBERING),
+        invoice_number_prefix=settings.BILLING_INVOICE_NUMBER_PREFIX,
+        dunning_retries=tuple(
+            dt.timedelta(days=days) for days in settings.BILLING_DUNNING_RETRY_DAYS
+        ),
+        dunning_final_status=settings.BILLING_DUNNING_FINAL_STATUS,
+        trial_end_without_card=settings.BILLING_TRIAL_END_WITHOUT_CARD,
+    )

@@ -1,0 +1,176 @@
+"""What an account's plan entitles it to, and which plan would unlock more (upgrade prompts).
+
+Access follows the subscription's status as at Stripe: ``trialing``, ``active`` and ``past_due``
+(retries still running) grant the plan's features and limits; ``incomplete``, ``unpaid``, ended or
+no subscription grant nothing. Results are cached per account; every change to the account's
+subscription queues an outbox message, in its transaction, that drops the cached copy after commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.cache import cache
+
+from tollgate.accounts.models import User
+from tollgate.billing.models import Customer, Subscription
+from tollgate.billing.periods import interval_months
+from tollgate.billing.states import SubscriptionStatus
+from tollgate.catalog.models import Plan, Price
+from tollgate.catalog.selectors import plans_for_sale
+from tollgate.core import outbox
+
+CACHE_SECONDS = 300
+OUTBOX_KIND = "billing.entitlements_changed"
+GRANTING = frozenset(
+    {SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
+)
+
+
+@dataclass(frozen=True)
+class Entitlements:
+    plan_code: str = ""
+    plan_name: str = ""
+    status: str = ""
+    currency: str = ""
+    features: Mapping[str, bool] = field(default_factory=dict)
+    limits: Mapping[str, int] = field(default_factory=dict)
+
+    def has(self, feature: str) -> bool:
+        return bool(self.features.get(feature, False))
+
+    def limit(self, name: str) -> int:
+        """The plan's limit for ``name``; 0 when the plan sets none (nothing is allowed)."""
+        return self.limits.get(name, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeOffer:
+    """The cheapest plan that unlocks ``key``: a missing feature, or a limit nearly used up."""
+
+    reason: str  # "feature" or "limit"
+    key: str
+    plan_code: str
+    plan_name: str
+    price_id: str
+    amount: int
+    currency: str
+    interval: str
+    interval_count: int
+    limit: int | None = None
+
+
+def _cache_key(user_id: int) -> str:
+    return f"billing:entitlements:{user_id}"
+
+
+def entitlements_for(*, user: User) -> Entitlements:
+    """The features and limits ``user``'s account is entitled to now (cached)."""
+    key = _cache_key(user.pk)
+    cached = cache.get(key)
+    if isinstance(cached, Entitlements):
+        return cached
+    entitlements = _compute(user)
+    cache.set(key, entitlements, CACHE_SECONDS)
+    return entitlements
+
+
+def _compute(user: User) -> Entitlements:
+    subscription = (
+        Subscription.objects.filter(customer__user=user, status__in=sorted(GRANTING))
+        .select_related("price__plan")
+        .first()
+    )
+    if subscription is None:
+        return Entitlements()
+    plan = subscription.price.plan
+    return Entitlements(
+        plan_code=plan.code,
+        plan_name=plan.name,
+        status=subscription.status,
+        currency=subscription.price.currency,
+        features=dict(plan.features),
+        limits=dict(plan.limits),
+    )
+
+
+def entitlements_changed(*, customer: Customer) -> None:
+    """Queue the invalidation of ``customer``'s cached entitlements, in the current transaction, so
+    it happens after commit (and only if the change commits)."""
+    outbox.outbox_enqueue(
+        kind=OUTBOX_KIND,
+        payload={"user_id": customer.user_id},
+        dedupe_key=f"{OUTBOX_KIND}:{customer.public_id}:{secrets.token_hex(8)}",
+    )
+
+
+def entitlements_invalidate(payload: dict[str, Any]) -> None:
+    """Outbox handler: drop the cached entitlements (idempotent)."""
+    cache.delete(_cache_key(int(payload["user_id"])))
+
+
+def upgrade_offers(*, user: User, usage: Mapping[str, int] | None = None) -> list[UpgradeOffer]:
+    """The data behind upgrade prompts: for every feature the plan lacks, and every limit whose use
+    (``usage``, as the application counts it) is within 20% of the plan's limit, the cheapest plan
+    for sale that unlocks it, at its cheapest price per month in the account's currency."""
+    current = entitlements_for(user=user)
+    plans = [(plan, price) for plan in plans_for_sale() if (price := _cheapest(plan, current))]
+    plans.sort(key=lambda item: _MonthlyCost(item[1]))
+    offers: list[UpgradeOffer] = []
+    features = sorted({name for plan, _ in plans for name, on in plan.features.items() if on})
+    for name in features:
+        if not current.has(name):
+            found = next(((p, r) for p, r in plans if p.features.get(name) is True), None)
+            if found:
+                offers.append(_offer("feature", name, *found))
+    for name, used in sorted((usage or {}).items()):
+        allowed = current.limit(name)
+        if (
+            used * 5 < allowed * 4
+        ):  # not yet within 20% of the limit (integers: used < 0.8 x allowed)
+            continue
+        found = next(((p, r) for p, r in plans if p.limits.get(name, 0) > max(allowed, used)), None)
+        if found:
+            offers.append(_offer("limit", name, *found, limit=found[0].limits[name]))
+    return offers
+
+
+def _cheapest(plan: Plan, current: Entitlements) -> Price | None:
+    prices = [
+        price
+        for price in plan.prices.all()
+        if plan.code != current.plan_code
+        and (not current.currency or price.currency == current.currency)
+    ]
+    return min(prices, key=_MonthlyCost, default=None)
+
+
+class _MonthlyCost:
+    """Orders prices by cost per month without division: a/m < b/n  <=>  a*n < b*m."""
+
+    def __init__(self, price: Price) -> None:
+        self.amount = price.amount
+        self.months = interval_months(interval=price.interval, interval_count=price.interval_count)
+
+    def __lt__(self, other: _MonthlyCost) -> bool:
+        return self.amount * other.months < other.amount * self.months
+
+
+def _offer(
+    reason: str, key: str, plan: Plan, price: Price, *, limit: int | None = None
+) -> UpgradeOffer:
+    return UpgradeOffer(
+        reason=reason,
+        key=key,
+        plan_code=plan.code,
+        plan_name=plan.name,
+        price_id=price.public_id,
+        amount=price.amount,
+        currency=price.currency,
+        interval=price.interval,
+        interval_count=price.interval_count,
+        limit=limit,
+    )

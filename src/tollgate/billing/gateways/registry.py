@@ -1,0 +1,24 @@
+"""Which gateway the engine talks to: chosen by the ``PAYMENT_GATEWAY`` setting at call time."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from tollgate.billing.gateways.base import Gateway
+
+ADAPTERS = {"sandbox": "tollgate.billing.gateways.sandbox.adapter.SandboxGateway"}
+
+
+def gateway_get(name: str | None = None) -> Gateway:
+    """The adapter for ``name`` (default: the configured gateway)."""
+    chosen = name or settings.PAYMENT_GATEWAY
+    path = ADAPTERS.get(chosen)
+    if path is None:
+        raise ImproperlyConfigured(
+            f"The payment gateway {chosen!r} is not available in this version of Tollgate; "
+            f"use one of: {', '.join(sorted(ADAPTERS))}."
+        )
+    adapter: Gateway = import_string(path)()
+    return adapter
