@@ -1,4 +1,5 @@
-"""Run every benchmark in bench/ and write their result lines to docs/benchmarks.md.
+"""Run every benchmark in bench/ and write their result lines to docs/benchmarks.md (keeping its
+hand-written "## Notes" section).
 
 Each benchmark is a script that prints result lines of ``key=value`` pairs (for example
 ``server=granian path=/healthz rps=4100``); anything else it prints is shown but not recorded.
@@ -16,6 +17,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_LINE = re.compile(r"^[a-z_]+=\S+( [a-z_0-9]+=\S+)+$")
+NOTES_HEADING = "## Notes"
+
+
+def kept_notes(path: Path) -> str:
+    """The hand-written notes ending the file (from a ``## Notes`` heading on): kept across runs,
+    since they explain the figures (what limits them, what was tried)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    start = text.find(f"\n{NOTES_HEADING}\n")
+    return text[start + 1 :] if start >= 0 else ""
 
 
 def machine() -> str:
@@ -62,12 +75,14 @@ def main() -> int:
         body = "\n".join(results) or "(no results)"
         sections.append(f"## {script.stem}\n\n```\n{body}\n```\n")
     today = dt.datetime.now(tz=dt.UTC).date().isoformat()
+    path = ROOT / "docs" / "benchmarks.md"
+    notes = kept_notes(path)
     text = (
         "# Benchmarks\n\n"
         f"Written by `make bench` on {today}.\n\n"
-        f"Machine: {machine()}.\n\n" + "\n".join(sections)
+        f"Machine: {machine()}.\n\n" + "\n".join(sections) + (f"\n{notes}" if notes else "")
     )
-    (ROOT / "docs" / "benchmarks.md").write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     print("wrote docs/benchmarks.md")
     return 1 if failed else 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,11 @@ CATALOG = {
         }
     ]
 }
+
+
+def new_key() -> str:
+    """A fresh idempotency key: each call to a keyed service with one is a new request."""
+    return f"test-{secrets.token_hex(8)}"
 
 
 def add_card(customer: Customer, number: str = CARD_OK) -> PaymentMethod:

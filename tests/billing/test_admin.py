@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from tests.billing.conftest import CARD_OK, add_card
+from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.models import (
     Customer,
@@ -20,7 +20,7 @@ MODELS = [Customer, PaymentMethod, Subscription, Invoice, PaymentAttempt, Refund
 @pytest.fixture
 def staff_client(client, customer, price, staff):
     add_card(customer, CARD_OK)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     services.refund_issue(
         payment=PaymentAttempt.objects.get(),
         amount=100,

@@ -11,6 +11,7 @@ from tests.billing.conftest import (
     CARD_STOLEN,
     CARD_TIMES_OUT,
     add_card,
+    new_key,
 )
 from tollgate.billing import services
 from tollgate.billing.billing_clock import billing_run
@@ -38,7 +39,9 @@ def run(moment, **options):
 def active(customer, price):
     add_card(customer, CARD_OK)
     with clock.frozen(START):
-        return services.subscription_start(customer=customer, price=price("pro"))
+        return services.subscription_start(
+            customer=customer, price=price("pro"), idempotency_key=new_key()
+        )
 
 
 def cycle_invoices(subscription):
@@ -98,7 +101,7 @@ def test_until_processes_work_due_by_then(active):
 
 
 def test_a_cancellation_at_period_end_ends_it_then_without_an_invoice(active):
-    services.subscription_cancel(subscription=active, at_period_end=True)
+    services.subscription_cancel(subscription=active, at_period_end=True, idempotency_key=new_key())
     result = run(at(2025, 3, 1))
     assert result.ended == 1
     active.refresh_from_db()
@@ -113,7 +116,9 @@ def test_a_cancellation_at_period_end_ends_it_then_without_an_invoice(active):
 def test_a_trial_with_a_card_becomes_active_and_pays_at_its_end(customer, price):
     add_card(customer, CARD_OK)
     with clock.frozen(START):
-        trial = services.subscription_start(customer=customer, price=price("starter"))
+        trial = services.subscription_start(
+            customer=customer, price=price("starter"), idempotency_key=new_key()
+        )
     run(START + dt.timedelta(days=14))
     trial.refresh_from_db()
     assert trial.status == SubscriptionStatus.ACTIVE
@@ -127,7 +132,9 @@ def test_a_trial_with_a_card_becomes_active_and_pays_at_its_end(customer, price)
 
 def test_a_trial_without_a_card_ends_by_default(customer, price):
     with clock.frozen(START):
-        trial = services.subscription_start(customer=customer, price=price("starter"))
+        trial = services.subscription_start(
+            customer=customer, price=price("starter"), idempotency_key=new_key()
+        )
     assert run(START + dt.timedelta(days=15)).ended == 1
     trial.refresh_from_db()
     assert (trial.status, trial.ended_at) == ("canceled", START + dt.timedelta(days=14))
@@ -136,7 +143,9 @@ def test_a_trial_without_a_card_ends_by_default(customer, price):
 def test_a_trial_without_a_card_can_wait_incomplete_for_one_then_expire(settings, customer, price):
     settings.BILLING_TRIAL_END_WITHOUT_CARD = "incomplete"
     with clock.frozen(START):
-        trial = services.subscription_start(customer=customer, price=price("starter"))
+        trial = services.subscription_start(
+            customer=customer, price=price("starter"), idempotency_key=new_key()
+        )
     trial_end = START + dt.timedelta(days=14)
     run(trial_end)
     trial.refresh_from_db()
@@ -155,7 +164,9 @@ def test_a_trial_without_a_card_can_wait_incomplete_for_one_then_expire(settings
 def test_an_incomplete_trial_is_activated_by_adding_a_card(settings, customer, price):
     settings.BILLING_TRIAL_END_WITHOUT_CARD = "incomplete"
     with clock.frozen(START):
-        trial = services.subscription_start(customer=customer, price=price("starter"))
+        trial = services.subscription_start(
+            customer=customer, price=price("starter"), idempotency_key=new_key()
+        )
     run(START + dt.timedelta(days=14))
     with clock.frozen(START + dt.timedelta(days=14, hours=2)):
         add_card(customer, CARD_OK)
@@ -166,7 +177,9 @@ def test_an_incomplete_trial_is_activated_by_adding_a_card(settings, customer, p
 def test_an_unpaid_first_invoice_expires_the_subscription_after_23_hours(customer, price):
     add_card(customer, CARD_INSUFFICIENT_FUNDS)
     with clock.frozen(START):
-        subscription = services.subscription_start(customer=customer, price=price("pro"))
+        subscription = services.subscription_start(
+            customer=customer, price=price("pro"), idempotency_key=new_key()
+        )
     assert run(START + dt.timedelta(hours=22)).expired == 0
     assert run(START + dt.timedelta(hours=23)).expired == 1
     subscription.refresh_from_db()
@@ -305,7 +318,7 @@ def test_a_failing_item_is_skipped_and_reported_without_stopping_the_others(
     other = make_customer("other@example.org")
     add_card(other, CARD_OK)
     with clock.frozen(START):
-        services.subscription_start(customer=other, price=price("pro"))
+        services.subscription_start(customer=other, price=price("pro"), idempotency_key=new_key())
     # Corrupt one subscription's schedule so its renewal fails (it has no valid next period).
     Subscription.objects.filter(pk=active.pk).update(billing_anchor=at(2030, 1, 1))
     result = run(at(2025, 3, 1))
@@ -403,7 +416,8 @@ def test_a_renewal_needing_authentication_is_past_due_until_the_customer_confirm
     payment = invoice.payments.get()
     assert (active.status, payment.status) == ("past_due", "requires_action")
     assert payment.action_url in mail.outbox[-1].body
-    assert run(at(2025, 3, 10)).charged == 0  # not retried while the customer may still confirm
+    # Not retried while the customer may still confirm (until the authentication window closes).
+    assert run(at(2025, 3, 1, 8)).charged == 0
     SandboxGateway().action_complete(charge_reference=payment.gateway_reference, authenticated=True)
     services.payment_reconcile(payment=payment)
     active.refresh_from_db()
@@ -417,7 +431,9 @@ def test_renewals_cost_a_bounded_number_of_queries_each(
         for index in range(5):
             payer = make_customer(f"payer{index}@example.org")
             add_card(payer, CARD_OK)
-            services.subscription_start(customer=payer, price=price("pro"))
+            services.subscription_start(
+                customer=payer, price=price("pro"), idempotency_key=new_key()
+            )
     # Fixed cost of the empty claims plus at most 48 per renewal, invoice, charge and receipt.
     with django_assert_max_num_queries(24 + 5 * 48):
         assert run(at(2025, 2, 28, 10)).renewed == 5

@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
-from tests.billing.conftest import CARD_INSUFFICIENT_FUNDS, CARD_OK, add_card
+from tests.billing.conftest import CARD_INSUFFICIENT_FUNDS, CARD_OK, add_card, new_key
 from tollgate.accounts.models import User
 from tollgate.billing import services
 from tollgate.billing.errors import (
-    IdempotentRequestInProgress,
     InvoiceNotPayable,
     PaymentInProgress,
     RefundExceedsCaptured,
@@ -21,6 +20,7 @@ from tollgate.billing.errors import (
 from tollgate.billing.gateways.sandbox.models import SandboxCharge, SandboxRefund
 from tollgate.billing.models import Customer, Invoice, PaymentAttempt, PaymentMethod, Refund
 from tollgate.billing.selectors import ledger_check
+from tollgate.core.errors import IdempotencyKeyInProgress
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -57,7 +57,7 @@ def race(task: Callable[[int], Any], workers: int = WORKERS) -> list[Any]:
 @pytest.fixture
 def paid(customer, price):
     add_card(customer, CARD_OK)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     return PaymentAttempt.objects.get()
 
 
@@ -96,7 +96,7 @@ def test_concurrent_identical_refunds_refund_once(paid, staff):
     outcomes = race(refund)
     refunds = {o.pk for o in outcomes if isinstance(o, Refund)}
     assert len(refunds) == 1, outcomes
-    assert all(isinstance(o, Refund | IdempotentRequestInProgress) for o in outcomes)
+    assert all(isinstance(o, Refund | IdempotencyKeyInProgress) for o in outcomes)
     assert Refund.objects.count() == 1
     assert SandboxRefund.objects.count() == 1
     paid.refresh_from_db()
@@ -105,7 +105,7 @@ def test_concurrent_identical_refunds_refund_once(paid, staff):
 
 def test_concurrent_payments_of_one_invoice_charge_it_once(customer, price):
     add_card(customer, CARD_INSUFFICIENT_FUNDS)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     invoice = Invoice.objects.get()
     session = services.payment_method_setup_start(customer=customer, return_url="https://t.test/")
     from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
@@ -129,7 +129,11 @@ def test_concurrent_payments_of_one_invoice_charge_it_once(customer, price):
         is_default=True,
     )
 
-    outcomes = race(lambda index: services.invoice_pay(invoice=invoice, off_session=True))
+    outcomes = race(
+        lambda index: services.invoice_pay(
+            invoice=invoice, off_session=True, idempotency_key=new_key()
+        )
+    )
     paid = [o for o in outcomes if isinstance(o, PaymentAttempt)]
     assert len(paid) == 1, outcomes
     assert all(
@@ -162,7 +166,9 @@ def test_three_workers_running_the_clock_charge_every_renewal_exactly_once(make_
         for index in range(60):
             customer = make_customer(f"payer{index}@example.org")
             add_card(customer, CARD_OK)
-            services.subscription_start(customer=customer, price=price("pro"))
+            services.subscription_start(
+                customer=customer, price=price("pro"), idempotency_key=new_key()
+            )
     with clock.frozen(dt.datetime(2025, 4, 16, tzinfo=dt.UTC)):  # three periods due for each
         outcomes = race(lambda index: billing_run(batch_size=7), workers=3)
     assert all(not isinstance(o, Exception) for o in outcomes), outcomes

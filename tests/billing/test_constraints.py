@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 from django.db import IntegrityError, transaction
 
-from tests.billing.conftest import CARD_OK, add_card
+from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.locks import lock_customer
 from tollgate.billing.models import Invoice, PaymentAttempt, PaymentMethod, Subscription
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def paid(customer, price):
     add_card(customer, CARD_OK)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     return PaymentAttempt.objects.get()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.billing.conftest import CARD_OK, add_card
+from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import periods, services
 from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.gateways.sandbox.models import SandboxCharge
@@ -47,7 +47,9 @@ def test_killing_the_billing_clock_anywhere_loses_and_duplicates_nothing(make_cu
         for index in range(SUBSCRIPTIONS):
             payer = make_customer(f"payer{index}@example.org")
             add_card(payer, CARD_OK)
-            services.subscription_start(customer=payer, price=price("pro"))
+            services.subscription_start(
+                customer=payer, price=price("pro"), idempotency_key=new_key()
+            )
 
     env = {**os.environ, "DATABASE_URL": database_url(), "TOLLGATE_ENV": "test"}
     chance = random.Random(20251)

@@ -1,6 +1,6 @@
 import pytest
 
-from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card
+from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.entitlements import Entitlements, entitlements_for, upgrade_offers
 from tollgate.catalog.models import Price
@@ -70,7 +70,9 @@ def test_no_subscription_grants_nothing(catalog, customer):
 
 
 def test_a_trial_grants_its_plans_features_and_limits(catalog, customer, price):
-    services.subscription_start(customer=customer, price=price("starter"))
+    services.subscription_start(
+        customer=customer, price=price("starter"), idempotency_key=new_key()
+    )
     entitlements = entitlements_for(user=customer.user)
     assert (entitlements.plan_code, entitlements.status, entitlements.currency) == (
         "starter",
@@ -87,21 +89,29 @@ def test_a_change_invalidates_the_cached_entitlements_after_commit(
     add_card(customer, CARD_OK)
     with django_capture_on_commit_callbacks(execute=True):
         subscription = services.subscription_start(
-            customer=customer, price=price("starter"), trial=False
+            customer=customer, price=price("starter"), trial=False, idempotency_key=new_key()
         )
     assert entitlements_for(user=customer.user).plan_code == "starter"
     with django_capture_on_commit_callbacks(execute=True):
-        services.subscription_change_price(subscription=subscription, price=price("pro"))
+        services.subscription_change_price(
+            subscription=subscription, price=price("pro"), idempotency_key=new_key()
+        )
     assert entitlements_for(user=customer.user).has("api")
     with django_capture_on_commit_callbacks(execute=True):
-        services.subscription_cancel(subscription=subscription, at_period_end=False)
+        services.subscription_cancel(
+            subscription=subscription, at_period_end=False, idempotency_key=new_key()
+        )
     assert entitlements_for(user=customer.user) == Entitlements()
 
 
 def test_without_the_commit_the_cache_still_answers(catalog, customer, price):
-    services.subscription_start(customer=customer, price=price("starter"))
+    services.subscription_start(
+        customer=customer, price=price("starter"), idempotency_key=new_key()
+    )
     cached = entitlements_for(user=customer.user)
-    services.subscription_cancel(subscription=customer.subscriptions.get(), at_period_end=False)
+    services.subscription_cancel(
+        subscription=customer.subscriptions.get(), at_period_end=False, idempotency_key=new_key()
+    )
     assert entitlements_for(user=customer.user) is not None
     assert (
         entitlements_for(user=customer.user).plan_code == cached.plan_code
@@ -110,12 +120,14 @@ def test_without_the_commit_the_cache_still_answers(catalog, customer, price):
 
 def test_an_incomplete_subscription_grants_nothing(catalog, customer, price):
     add_card(customer, CARD_DECLINES_AFTER_ATTACH)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     assert entitlements_for(user=customer.user).plan_code == ""
 
 
 def test_offers_name_the_cheapest_plan_unlocking_each_missing_feature(catalog, customer, price):
-    services.subscription_start(customer=customer, price=price("starter"))
+    services.subscription_start(
+        customer=customer, price=price("starter"), idempotency_key=new_key()
+    )
     offers = {offer.key: offer for offer in upgrade_offers(user=customer.user)}
     assert set(offers) == {"api", "sso"}
     # Pro's yearly price (2000/month) is its cheapest per month.
@@ -129,7 +141,7 @@ def test_offers_name_the_cheapest_plan_unlocking_each_missing_feature(catalog, c
 
 def test_offers_appear_for_limits_within_twenty_percent_of_use(catalog, customer, price):
     add_card(customer, CARD_OK)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     offers = upgrade_offers(user=customer.user, usage={"projects": 19, "seats": 8})
     assert [(o.key, o.plan_code, o.limit) for o in offers if o.reason == "limit"] == [
         ("seats", "business", 100)
@@ -143,12 +155,14 @@ def test_offers_appear_for_limits_within_twenty_percent_of_use(catalog, customer
 def test_nothing_is_offered_beyond_the_top_plan(catalog, customer, price):
     add_card(customer, CARD_OK)
     business = Price.objects.get(plan__code="business", currency="USD")
-    services.subscription_start(customer=customer, price=business)
+    services.subscription_start(customer=customer, price=business, idempotency_key=new_key())
     assert upgrade_offers(user=customer.user, usage={"seats": 100, "unknown": 5}) == []
 
 
 def test_cached_entitlements_cost_no_query(catalog, customer, price, django_assert_num_queries):
-    services.subscription_start(customer=customer, price=price("starter"))
+    services.subscription_start(
+        customer=customer, price=price("starter"), idempotency_key=new_key()
+    )
     entitlements_for(user=customer.user)
     with django_assert_num_queries(0):
         assert entitlements_for(user=customer.user).plan_code == "starter"

@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from tests.billing.conftest import CARD_OK, add_card
+from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.errors import InvoiceImmutable, InvoiceTotalsMismatch, TransitionRefused
 from tollgate.billing.models import Invoice, InvoiceLine, LedgerEntry
@@ -20,7 +20,9 @@ NOW = dt.datetime(2025, 5, 31, 9, tzinfo=dt.UTC)
 def subscription(customer, price):
     add_card(customer, CARD_OK)
     with clock.frozen(NOW):
-        return services.subscription_start(customer=customer, price=price("pro"))
+        return services.subscription_start(
+            customer=customer, price=price("pro"), idempotency_key=new_key()
+        )
 
 
 def next_period(subscription):

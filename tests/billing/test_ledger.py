@@ -7,7 +7,7 @@ from django.db import connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.billing.conftest import CARD_OK, add_card
+from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.errors import LedgerImmutable, LedgerUnbalanced
 from tollgate.billing.models import (
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def paid(customer, price):
     add_card(customer, CARD_OK)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     return PaymentAttempt.objects.get()
 
 

@@ -8,6 +8,7 @@ from tests.billing.conftest import (
     CARD_STOLEN,
     CARD_TIMES_OUT,
     add_card,
+    new_key,
 )
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.django_db
 def open_invoice(customer, price):
     """An incomplete subscription whose first invoice is open after a soft decline."""
     add_card(customer, CARD_INSUFFICIENT_FUNDS)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     invoice = Invoice.objects.get()
     assert invoice.status == InvoiceStatus.OPEN
     return invoice
@@ -72,7 +73,9 @@ def test_a_hard_decline_tells_the_customer_the_card_cannot_be_charged_again(
 ):
     switch_card(customer, CARD_STOLEN)
     with django_capture_on_commit_callbacks(execute=True):
-        payment = services.invoice_pay(invoice=open_invoice, off_session=True)
+        payment = services.invoice_pay(
+            invoice=open_invoice, off_session=True, idempotency_key=new_key()
+        )
     assert (payment.status, payment.decline_code, payment.decline_kind) == (
         "failed",
         "stolen_card",
@@ -86,7 +89,9 @@ def test_authentication_is_requested_by_email_and_completes_through_reconciliati
 ):
     switch_card(customer, CARD_REQUIRES_AUTHENTICATION)
     with django_capture_on_commit_callbacks(execute=True):
-        payment = services.invoice_pay(invoice=open_invoice, off_session=False)
+        payment = services.invoice_pay(
+            invoice=open_invoice, off_session=False, idempotency_key=new_key()
+        )
     assert payment.status == PaymentStatus.REQUIRES_ACTION
     assert payment.action_url.endswith(f"/sandbox/authenticate/{payment.gateway_reference}/")
     notice = mail.outbox[-1]
@@ -94,7 +99,7 @@ def test_authentication_is_requested_by_email_and_completes_through_reconciliati
     assert payment.action_url in notice.body
 
     with pytest.raises(PaymentInProgress):
-        services.invoice_pay(invoice=open_invoice, off_session=False)
+        services.invoice_pay(invoice=open_invoice, off_session=False, idempotency_key=new_key())
     # Asking before the customer acted changes nothing.
     assert services.payment_reconcile(payment=payment).status == PaymentStatus.REQUIRES_ACTION
 
@@ -108,7 +113,9 @@ def test_authentication_is_requested_by_email_and_completes_through_reconciliati
 
 def test_failed_authentication_fails_the_payment_and_allows_a_new_attempt(open_invoice, customer):
     switch_card(customer, CARD_REQUIRES_AUTHENTICATION)
-    payment = services.invoice_pay(invoice=open_invoice, off_session=False)
+    payment = services.invoice_pay(
+        invoice=open_invoice, off_session=False, idempotency_key=new_key()
+    )
     SandboxGateway().action_complete(
         charge_reference=payment.gateway_reference, authenticated=False
     )
@@ -116,7 +123,9 @@ def test_failed_authentication_fails_the_payment_and_allows_a_new_attempt(open_i
     assert (payment.status, payment.decline_code) == ("failed", "authentication_required")
     switch_card(customer, CARD_OK)
     assert (
-        services.invoice_pay(invoice=open_invoice, off_session=False).status
+        services.invoice_pay(
+            invoice=open_invoice, off_session=False, idempotency_key=new_key()
+        ).status
         == PaymentStatus.SUCCEEDED
     )
 
@@ -125,12 +134,14 @@ def test_a_timeout_leaves_the_outcome_unknown_and_blocks_charging_until_reconcil
     open_invoice, customer
 ):
     switch_card(customer, CARD_TIMES_OUT)
-    payment = services.invoice_pay(invoice=open_invoice, off_session=True)
+    payment = services.invoice_pay(
+        invoice=open_invoice, off_session=True, idempotency_key=new_key()
+    )
     assert payment.status == PaymentStatus.UNKNOWN
     open_invoice.refresh_from_db()
     assert open_invoice.status == InvoiceStatus.OPEN
     with pytest.raises(PaymentInProgress) as refused:
-        services.invoice_pay(invoice=open_invoice, off_session=True)
+        services.invoice_pay(invoice=open_invoice, off_session=True, idempotency_key=new_key())
     assert refused.value.details == {"payment": payment.public_id, "status": "unknown"}
 
     payment = services.payment_reconcile(payment=payment)
@@ -157,7 +168,7 @@ def test_a_payment_the_gateway_never_received_is_sent_again_under_the_same_key(
         ).payment
     assert crashed.status == PaymentStatus.PENDING
     with pytest.raises(PaymentInProgress):
-        services.invoice_pay(invoice=open_invoice, off_session=True)
+        services.invoice_pay(invoice=open_invoice, off_session=True, idempotency_key=new_key())
     settled = services.payment_reconcile(payment=crashed)
     assert settled.status == PaymentStatus.SUCCEEDED
     assert SandboxCharge.objects.filter(idempotency_key=crashed.idempotency_key).count() == 1
@@ -173,7 +184,9 @@ def test_reconciling_a_settled_payment_changes_nothing(open_invoice):
 
 def test_late_news_of_an_earlier_stage_does_not_undo_a_final_outcome(open_invoice, customer):
     switch_card(customer, CARD_REQUIRES_AUTHENTICATION)
-    payment = services.invoice_pay(invoice=open_invoice, off_session=False)
+    payment = services.invoice_pay(
+        invoice=open_invoice, off_session=False, idempotency_key=new_key()
+    )
     SandboxGateway().action_complete(charge_reference=payment.gateway_reference, authenticated=True)
     services.payment_reconcile(payment=payment)
     stale = ChargeResult(status=ChargeStatus.REQUIRES_ACTION, reference=payment.gateway_reference)
@@ -184,9 +197,11 @@ def test_late_news_of_an_earlier_stage_does_not_undo_a_final_outcome(open_invoic
 
 def test_a_paid_invoice_cannot_be_charged_again(customer, price):
     add_card(customer, CARD_OK)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     with pytest.raises(InvoiceNotPayable):
-        services.invoice_pay(invoice=Invoice.objects.get(), off_session=True)
+        services.invoice_pay(
+            invoice=Invoice.objects.get(), off_session=True, idempotency_key=new_key()
+        )
     assert PaymentAttempt.objects.count() == 1
 
 
@@ -195,4 +210,4 @@ def test_paying_needs_a_default_card(open_invoice, customer):
 
     PaymentMethod.objects.filter(customer=customer).update(is_default=False)
     with pytest.raises(PaymentMethodRequired):
-        services.invoice_pay(invoice=open_invoice, off_session=True)
+        services.invoice_pay(invoice=open_invoice, off_session=True, idempotency_key=new_key())

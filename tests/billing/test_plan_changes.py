@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card
+from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.errors import TransitionRefused
@@ -22,12 +22,16 @@ START = dt.datetime(2025, 4, 1, tzinfo=UTC)  # April: 30 days
 def starter(customer, price):
     add_card(customer, CARD_OK)
     with clock.frozen(START):
-        return services.subscription_start(customer=customer, price=price("starter"), trial=False)
+        return services.subscription_start(
+            customer=customer, price=price("starter"), trial=False, idempotency_key=new_key()
+        )
 
 
 def test_an_upgrade_half_way_charges_the_prorated_difference_now(starter, price):
     with clock.frozen(START + dt.timedelta(days=15)):
-        upgraded = services.subscription_change_price(subscription=starter, price=price("pro"))
+        upgraded = services.subscription_change_price(
+            subscription=starter, price=price("pro"), idempotency_key=new_key()
+        )
     assert upgraded.price == price("pro")
     assert upgraded.status == SubscriptionStatus.ACTIVE
     invoice = Invoice.objects.get(billing_reason="subscription_update")
@@ -50,7 +54,9 @@ def test_a_failed_upgrade_payment_keeps_the_change_and_is_retried(starter, price
     add_card(customer, CARD_DECLINES_AFTER_ATTACH)
     moment = START + dt.timedelta(days=15)
     with clock.frozen(moment):
-        upgraded = services.subscription_change_price(subscription=starter, price=price("pro"))
+        upgraded = services.subscription_change_price(
+            subscription=starter, price=price("pro"), idempotency_key=new_key()
+        )
     invoice = Invoice.objects.get(billing_reason="subscription_update")
     assert (upgraded.status, upgraded.price, invoice.status) == ("past_due", price("pro"), "open")
     assert invoice.next_payment_attempt_at == PaymentAttempt.objects.get(
@@ -61,9 +67,13 @@ def test_a_failed_upgrade_payment_keeps_the_change_and_is_retried(starter, price
 def test_a_downgrade_is_scheduled_for_the_period_end_and_applied_then(customer, price):
     add_card(customer, CARD_OK)
     with clock.frozen(START):
-        pro = services.subscription_start(customer=customer, price=price("pro"))
+        pro = services.subscription_start(
+            customer=customer, price=price("pro"), idempotency_key=new_key()
+        )
     with clock.frozen(START + dt.timedelta(days=10)):
-        scheduled = services.subscription_change_price(subscription=pro, price=price("starter"))
+        scheduled = services.subscription_change_price(
+            subscription=pro, price=price("starter"), idempotency_key=new_key()
+        )
     assert (scheduled.price, scheduled.scheduled_price) == (price("pro"), price("starter"))
     assert not Invoice.objects.filter(billing_reason="subscription_update").exists()
     with clock.frozen(dt.datetime(2025, 5, 1, tzinfo=UTC)):
@@ -76,8 +86,12 @@ def test_a_downgrade_is_scheduled_for_the_period_end_and_applied_then(customer, 
 def test_a_scheduled_change_can_be_dropped(customer, price):
     add_card(customer, CARD_OK)
     with clock.frozen(START):
-        pro = services.subscription_start(customer=customer, price=price("pro"))
-        services.subscription_change_price(subscription=pro, price=price("starter"))
+        pro = services.subscription_start(
+            customer=customer, price=price("pro"), idempotency_key=new_key()
+        )
+        services.subscription_change_price(
+            subscription=pro, price=price("starter"), idempotency_key=new_key()
+        )
         kept = services.subscription_scheduled_change_cancel(subscription=pro)
     assert kept.scheduled_price is None
     with pytest.raises(TransitionRefused, match="No plan change"):
@@ -86,7 +100,9 @@ def test_a_scheduled_change_can_be_dropped(customer, price):
 
 def test_monthly_to_yearly_switches_at_the_period_end_with_a_new_anchor(starter, price):
     with clock.frozen(START + dt.timedelta(days=20)):
-        services.subscription_change_price(subscription=starter, price=price("starter", "year"))
+        services.subscription_change_price(
+            subscription=starter, price=price("starter", "year"), idempotency_key=new_key()
+        )
     with clock.frozen(dt.datetime(2025, 5, 1, tzinfo=UTC)):
         billing_run()
     starter.refresh_from_db()
@@ -96,7 +112,9 @@ def test_monthly_to_yearly_switches_at_the_period_end_with_a_new_anchor(starter,
 
 
 def test_a_trial_changes_price_without_proration(customer, price):
-    trial = services.subscription_start(customer=customer, price=price("starter"))
+    trial = services.subscription_start(
+        customer=customer, price=price("starter"), idempotency_key=new_key()
+    )
     catalog_load(
         document={
             "products": [
@@ -115,7 +133,9 @@ def test_a_trial_changes_price_without_proration(customer, price):
             ]
         }
     )
-    changed = services.subscription_change_price(subscription=trial, price=price("plus"))
+    changed = services.subscription_change_price(
+        subscription=trial, price=price("plus"), idempotency_key=new_key()
+    )
     assert (changed.status, changed.price) == ("trialing", price("plus"))
     assert not Invoice.objects.exists()
 
@@ -151,16 +171,20 @@ def test_invalid_changes_are_refused(starter, price, change, error, message):
         target.active = False
         target.save(update_fields=["active"])
     with pytest.raises(error, match=message):
-        services.subscription_change_price(subscription=starter, price=target)
+        services.subscription_change_price(
+            subscription=starter, price=target, idempotency_key=new_key()
+        )
 
 
 def test_an_incomplete_subscription_cannot_change_plans(customer, price):
     add_card(customer, CARD_DECLINES_AFTER_ATTACH)
     subscription = services.subscription_start(
-        customer=customer, price=price("starter"), trial=False
+        customer=customer, price=price("starter"), trial=False, idempotency_key=new_key()
     )
     with pytest.raises(TransitionRefused, match="cannot change plans"):
-        services.subscription_change_price(subscription=subscription, price=price("pro"))
+        services.subscription_change_price(
+            subscription=subscription, price=price("pro"), idempotency_key=new_key()
+        )
 
 
 def test_a_change_after_the_period_ended_waits_for_the_renewal(starter, price):
@@ -168,4 +192,6 @@ def test_a_change_after_the_period_ended_waits_for_the_renewal(starter, price):
         clock.frozen(starter.current_period_end),
         pytest.raises(TransitionRefused, match="being renewed"),
     ):
-        services.subscription_change_price(subscription=starter, price=price("pro"))
+        services.subscription_change_price(
+            subscription=starter, price=price("pro"), idempotency_key=new_key()
+        )

@@ -1,11 +1,9 @@
 import pytest
 from django.core import mail
 
-from tests.billing.conftest import CARD_INSUFFICIENT_FUNDS, CARD_OK, add_card
+from tests.billing.conftest import CARD_INSUFFICIENT_FUNDS, CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.errors import (
-    IdempotencyKeyReused,
-    IdempotentRequestInProgress,
     PaymentNotCaptured,
     RefundExceedsCaptured,
 )
@@ -16,7 +14,12 @@ from tollgate.billing.models import LedgerEntry, PaymentAttempt, Refund
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import RefundStatus
 from tollgate.core import clock
-from tollgate.core.errors import PermissionDenied, ValidationFailed
+from tollgate.core.errors import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    PermissionDenied,
+    ValidationFailed,
+)
 
 pytestmark = pytest.mark.django_db
 Reason = Refund.Reason
@@ -25,7 +28,7 @@ Reason = Refund.Reason
 @pytest.fixture
 def payment(customer, price):
     add_card(customer, CARD_OK)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     return PaymentAttempt.objects.get(status="succeeded")
 
 
@@ -80,7 +83,7 @@ def test_the_same_key_and_request_returns_the_first_refund(payment, staff):
 
 def test_a_key_still_with_the_gateway_is_a_conflict(payment, staff):
     pending = crashed_refund(payment, staff, 700, key="inflight")
-    with pytest.raises(IdempotentRequestInProgress):
+    with pytest.raises(IdempotencyKeyInProgress):
         refund(payment, staff, 700, "inflight")
     assert pending.status == RefundStatus.PENDING
 
@@ -107,7 +110,7 @@ def test_only_staff_can_refund(payment, customer):
 
 def test_only_a_captured_payment_can_be_refunded(customer, price, staff):
     add_card(customer, CARD_INSUFFICIENT_FUNDS)
-    services.subscription_start(customer=customer, price=price("pro"))
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
     with pytest.raises(PaymentNotCaptured):
         refund(PaymentAttempt.objects.get(), staff, 100, "k")
 

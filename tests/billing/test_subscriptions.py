@@ -8,6 +8,7 @@ from tests.billing.conftest import (
     CARD_OK,
     CARD_REQUIRES_AUTHENTICATION,
     add_card,
+    new_key,
 )
 from tollgate.billing import services
 from tollgate.billing.errors import PaymentMethodRequired, SubscriptionExists
@@ -23,7 +24,9 @@ NOW = dt.datetime(2025, 1, 31, 10, 0, tzinfo=dt.UTC)
 
 def test_trial_starts_without_a_card_and_anchors_billing_on_its_end(customer, price):
     with clock.frozen(NOW):
-        subscription = services.subscription_start(customer=customer, price=price("starter"))
+        subscription = services.subscription_start(
+            customer=customer, price=price("starter"), idempotency_key=new_key()
+        )
     trial_end = NOW + dt.timedelta(days=14)
     assert subscription.status == SubscriptionStatus.TRIALING
     assert (
@@ -43,7 +46,9 @@ def test_paid_start_charges_the_first_invoice_and_activates(
 ):
     add_card(customer, CARD_OK)
     with clock.frozen(NOW), django_capture_on_commit_callbacks(execute=True):
-        subscription = services.subscription_start(customer=customer, price=price("pro"))
+        subscription = services.subscription_start(
+            customer=customer, price=price("pro"), idempotency_key=new_key()
+        )
     assert subscription.status == SubscriptionStatus.ACTIVE
     assert subscription.billing_anchor == NOW
     assert subscription.current_period_end == dt.datetime(2025, 2, 28, 10, 0, tzinfo=dt.UTC)
@@ -77,13 +82,17 @@ def test_paid_start_charges_the_first_invoice_and_activates(
 
 def test_starting_without_trial_needs_a_card_and_leaves_nothing_behind(customer, price):
     with pytest.raises(PaymentMethodRequired):
-        services.subscription_start(customer=customer, price=price("starter"), trial=False)
+        services.subscription_start(
+            customer=customer, price=price("starter"), trial=False, idempotency_key=new_key()
+        )
     assert not Subscription.objects.exists()
     assert not Invoice.objects.exists()
 
 
 def test_a_free_price_is_active_at_once_without_a_card_or_a_payment(customer, price):
-    subscription = services.subscription_start(customer=customer, price=price("free"))
+    subscription = services.subscription_start(
+        customer=customer, price=price("free"), idempotency_key=new_key()
+    )
     assert subscription.status == SubscriptionStatus.ACTIVE
     invoice = Invoice.objects.get()
     assert (invoice.status, invoice.total, invoice.amount_paid) == (InvoiceStatus.PAID, 0, 0)
@@ -92,9 +101,13 @@ def test_a_free_price_is_active_at_once_without_a_card_or_a_payment(customer, pr
 
 
 def test_a_customer_has_one_live_subscription(customer, price):
-    services.subscription_start(customer=customer, price=price("starter"))
+    services.subscription_start(
+        customer=customer, price=price("starter"), idempotency_key=new_key()
+    )
     with pytest.raises(SubscriptionExists):
-        services.subscription_start(customer=customer, price=price("starter"))
+        services.subscription_start(
+            customer=customer, price=price("starter"), idempotency_key=new_key()
+        )
     assert Subscription.objects.count() == 1
 
 
@@ -103,7 +116,7 @@ def test_an_inactive_price_cannot_be_started(customer, price):
     retired.active = False
     retired.save(update_fields=["active"])
     with pytest.raises(ValidationFailed, match="no longer offered"):
-        services.subscription_start(customer=customer, price=retired)
+        services.subscription_start(customer=customer, price=retired, idempotency_key=new_key())
 
 
 def test_a_declined_first_payment_leaves_the_subscription_incomplete_until_a_new_card(
@@ -111,7 +124,9 @@ def test_a_declined_first_payment_leaves_the_subscription_incomplete_until_a_new
 ):
     add_card(customer, CARD_DECLINES_AFTER_ATTACH)
     with django_capture_on_commit_callbacks(execute=True):
-        subscription = services.subscription_start(customer=customer, price=price("pro"))
+        subscription = services.subscription_start(
+            customer=customer, price=price("pro"), idempotency_key=new_key()
+        )
     assert subscription.status == SubscriptionStatus.INCOMPLETE
     failed = PaymentAttempt.objects.get()
     assert (failed.status, failed.decline_code, failed.decline_kind) == (
@@ -136,7 +151,10 @@ def test_a_yearly_start_on_leap_day_renews_on_february_28(customer, price):
     leap_day = dt.datetime(2024, 2, 29, 8, tzinfo=dt.UTC)
     with clock.frozen(leap_day):
         subscription = services.subscription_start(
-            customer=customer, price=price("starter", "year"), trial=False
+            customer=customer,
+            price=price("starter", "year"),
+            trial=False,
+            idempotency_key=new_key(),
         )
     assert subscription.current_period_end == dt.datetime(2025, 2, 28, 8, tzinfo=dt.UTC)
     assert Invoice.objects.get().total == 9000
@@ -144,6 +162,8 @@ def test_a_yearly_start_on_leap_day_renews_on_february_28(customer, price):
 
 def test_authentication_on_the_first_payment_keeps_it_incomplete(customer, price):
     add_card(customer, CARD_REQUIRES_AUTHENTICATION)
-    subscription = services.subscription_start(customer=customer, price=price("pro"))
+    subscription = services.subscription_start(
+        customer=customer, price=price("pro"), idempotency_key=new_key()
+    )
     assert subscription.status == SubscriptionStatus.INCOMPLETE
     assert PaymentAttempt.objects.get().status == PaymentStatus.REQUIRES_ACTION

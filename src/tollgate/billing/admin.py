@@ -17,6 +17,7 @@ from tollgate.billing.models import (
     LedgerTransaction,
     PaymentAttempt,
     PaymentMethod,
+    ReconciliationRun,
     Refund,
     Subscription,
 )
@@ -115,3 +116,24 @@ class LedgerTransactionAdmin(ReadOnly, admin.ModelAdmin[LedgerTransaction]):
     search_fields = ("public_id", "invoice__number", "customer__public_id")
     list_select_related = ("customer", "invoice")
     inlines = [LedgerEntryInline]
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnly, admin.ModelAdmin[ReconciliationRun]):
+    """The stored reports of reconciliation with the gateway: what was healed, what disagrees."""
+
+    list_display = (
+        "public_id",
+        "gateway",
+        "window_start",
+        "window_end",
+        "status",
+        "checked_count",
+        "healed_count",
+        "mismatched_count",
+        "unresolved_count",
+        "started_at",
+    )
+    list_filter = ("status", "gateway")
+    search_fields = ("public_id",)
+    exclude = ("actor",)

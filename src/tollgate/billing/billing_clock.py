@@ -4,6 +4,9 @@ Work, in this order, each as batches until nothing due is left:
 
 1. payments and refunds whose outcome has been pending or unknown for over a minute: asked about
    by their idempotency key, and sent again under the same key if the gateway never received them;
+   then payments left waiting for the customer's authentication (3-D Secure) for longer than
+   ``BILLING_PAYMENT_ACTION_EXPIRY_HOURS``: failed with ``authentication_expired`` unless the
+   gateway already has their outcome, and dunning goes on;
 2. subscriptions at the end of their period: renewed (the next period's invoice is created and
    finalized, its charge due as the period begins), ended (cancellation at period end; a trial
    without a card when ``BILLING_TRIAL_END_WITHOUT_CARD`` is "canceled") or moved to their
@@ -41,8 +44,14 @@ from tollgate.billing.entitlements import entitlements_changed
 from tollgate.billing.errors import PaymentMethodRequired
 from tollgate.billing.gateways.registry import gateway_get
 from tollgate.billing.locks import InvoiceLocks
-from tollgate.billing.models import Customer, Invoice, PaymentAttempt, Refund, Subscription
-from tollgate.billing.selectors import payment_method_default
+from tollgate.billing.models import (
+    Customer,
+    Invoice,
+    PaymentAttempt,
+    PaymentMethod,
+    Refund,
+    Subscription,
+)
 from tollgate.billing.states import (
     PAYMENT_LIVE,
     SUBSCRIPTION_ENDED,
@@ -70,11 +79,19 @@ class BillingRunResult:
     expired: int = 0
     charged: int = 0
     reconciled: int = 0
+    actions_expired: int = 0
     failed: int = 0
 
     @property
     def handled(self) -> int:
-        return self.renewed + self.ended + self.expired + self.charged + self.reconciled
+        return (
+            self.renewed
+            + self.ended
+            + self.expired
+            + self.charged
+            + self.reconciled
+            + self.actions_expired
+        )
 
 
 Progress = Callable[[int], object]
@@ -98,6 +115,8 @@ def billing_run(
     # First settle what earlier runs left in flight (by the real clock: it is about requests, not
     # the schedule), so the invoices they hold can be charged in this run.
     progress(_reconcile(now=clock.now(), batch_size=batch_size, result=result))
+    # Before the expiry of incomplete subscriptions, which waits for their payments to settle.
+    progress(_action_expiry(due_at=due_at, batch_size=batch_size, result=result))
     for step in (_period_ends, _incomplete_expiry, _due_charges):
         while claimed := step(due_at=due_at, batch_size=batch_size, result=result, skip=skip):
             progress(claimed)
@@ -150,6 +169,29 @@ def _reconcile(*, now: dt.datetime, batch_size: int, result: BillingRunResult) -
     return settled
 
 
+def _action_expiry(*, due_at: dt.datetime, batch_size: int, result: BillingRunResult) -> int:
+    """Close the attempts that have waited too long for authentication (each under its own locks,
+    taken by the service; a worker that finds one already closed by another leaves it)."""
+    expired_before = due_at - billing_settings().payment_action_expiry
+    closed = 0
+    for payment in _oldest_first(
+        PaymentAttempt.objects.filter(
+            status=PaymentStatus.REQUIRES_ACTION, created_at__lte=expired_before
+        ),
+        batch_size,
+    ):
+        try:
+            outcome = services.payment_action_expire(payment=payment)
+        except Exception:
+            log.exception("billing.action_expiry_failed", payment=payment.public_id)
+            result.failed += 1
+            continue
+        if outcome.status != PaymentStatus.REQUIRES_ACTION:
+            closed += 1
+    result.actions_expired += closed
+    return closed
+
+
 def _oldest_first(queryset: QuerySet[_Row], batch_size: int) -> Iterator[_Row]:
     """Every row of ``queryset``, oldest first, fetched ``batch_size`` at a time (keyset pages)."""
     page = queryset.order_by("created_at", "pk")
@@ -168,22 +210,37 @@ def _period_ends(
     due = Subscription.objects.filter(status__in=_RENEWING, current_period_end__lte=due_at)
     with transaction.atomic(durable=True):
         customers = _claim(due, batch_size, skip)
-        for customer in customers:
-            subscription = (
-                Subscription.objects.select_for_update()
-                .filter(customer=customer, status__in=_RENEWING, current_period_end__lte=due_at)
-                .first()
+        # The claimed customers' due subscriptions, locked in one query (after their customers, in
+        # pk order), with the prices and plans the renewal reads; and which customers have a card.
+        subscriptions = {
+            subscription.customer_id: subscription
+            for subscription in due.filter(customer__in=customers)
+            .select_for_update(of=("self",))
+            .select_related("price__plan", "scheduled_price__plan")
+            .order_by("pk")
+        }
+        with_card = set(
+            PaymentMethod.objects.filter(customer__in=customers, is_default=True).values_list(
+                "customer_id", flat=True
             )
+        )
+        for customer in customers:
+            subscription = subscriptions.get(customer.pk)
             if subscription is not None:
+                has_card = customer.pk in with_card
                 _guarded(
-                    customer, skip, result, partial(_period_end, customer, subscription, result)
+                    customer,
+                    skip,
+                    result,
+                    partial(_period_end, customer, subscription, has_card, result),
                 )
     return len(customers)
 
 
-def _period_end(customer: Customer, subscription: Subscription, result: BillingRunResult) -> None:
+def _period_end(
+    customer: Customer, subscription: Subscription, has_card: bool, result: BillingRunResult
+) -> None:
     end = subscription.current_period_end
-    has_card = payment_method_default(customer=customer) is not None
     ends_without_card = (
         subscription.status == SubscriptionStatus.TRIALING
         and not has_card
@@ -312,12 +369,34 @@ def _due_charges(
     charges: list[services.PendingCharge] = []
     with transaction.atomic(durable=True):
         customers = _claim(due, batch_size, skip)
+        # The claimed customers' due invoices and their subscriptions, each locked in one query
+        # (customers -> subscriptions -> invoices, each in pk order).
+        invoice_ids = list(due.filter(customer__in=customers).values_list("pk", flat=True))
+        subscriptions = {
+            subscription.pk: subscription
+            for subscription in Subscription.objects.select_for_update()
+            .filter(pk__in=Invoice.objects.filter(pk__in=invoice_ids).values("subscription_id"))
+            .exclude(status__in=sorted(SUBSCRIPTION_ENDED))
+            .order_by("pk")
+        }
+        invoices: dict[int, list[Invoice]] = {}
+        for invoice in (
+            Invoice.objects.select_for_update().filter(pk__in=invoice_ids).order_by("pk")
+        ):
+            invoices.setdefault(invoice.customer_id, []).append(invoice)
         for customer in customers:
             _guarded(
                 customer,
                 skip,
                 result,
-                partial(_begin_charges, customer, due, gateway_name, charges),
+                partial(
+                    _begin_charges,
+                    customer,
+                    invoices.get(customer.pk, []),
+                    subscriptions,
+                    gateway_name,
+                    charges,
+                ),
             )
             skip.add(customer.pk)  # all its due invoices were just handled: once per run
     for charge in charges:
@@ -328,22 +407,15 @@ def _due_charges(
 
 def _begin_charges(
     customer: Customer,
-    due: QuerySet[Invoice],
+    invoices: list[Invoice],
+    subscriptions: dict[int, Subscription],
     gateway_name: str,
     charges: list[services.PendingCharge],
 ) -> None:
-    """Record pending attempts for the customer's due invoices and add them to ``charges``."""
-    invoice_ids = list(due.filter(customer=customer).values_list("pk", flat=True))
-    subscription_ids = Invoice.objects.filter(pk__in=invoice_ids).values("subscription_id")
-    subscriptions = {
-        subscription.pk: subscription
-        for subscription in Subscription.objects.select_for_update()
-        .filter(pk__in=subscription_ids)
-        .exclude(status__in=sorted(SUBSCRIPTION_ENDED))
-        .order_by("pk")
-    }
+    """Record pending attempts for the customer's locked due invoices and add them to ``charges``."""
     begun = []
-    for invoice in Invoice.objects.select_for_update().filter(pk__in=invoice_ids).order_by("pk"):
+    for invoice in invoices:
+        invoice.customer = customer  # the locked row: the charge request reads its gateway id
         locks = InvoiceLocks(
             customer=customer,
             subscription=subscriptions.get(invoice.subscription_id or 0),

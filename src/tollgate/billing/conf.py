@@ -28,6 +28,11 @@ class BillingSettings:
     dunning_final_status: str
     # What a trial that ends without a card becomes: "canceled" or "incomplete".
     trial_end_without_card: str
+    # How long a payment may wait for the customer's authentication (3-D Secure) before it fails.
+    payment_action_expiry: dt.timedelta
+    # The daily reconciliation with the gateway: at which hour (UTC) and over how many days back.
+    reconciliation_hour: int
+    reconciliation_window: dt.timedelta
 
 
 def billing_settings() -> BillingSettings:
@@ -39,4 +44,7 @@ def billing_settings() -> BillingSettings:
         ),
         dunning_final_status=settings.BILLING_DUNNING_FINAL_STATUS,
         trial_end_without_card=settings.BILLING_TRIAL_END_WITHOUT_CARD,
+        payment_action_expiry=dt.timedelta(hours=settings.BILLING_PAYMENT_ACTION_EXPIRY_HOURS),
+        reconciliation_hour=settings.BILLING_RECONCILIATION_HOUR,
+        reconciliation_window=dt.timedelta(days=settings.BILLING_RECONCILIATION_DAYS),
     )

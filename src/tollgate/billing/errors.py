@@ -55,18 +55,6 @@ class RefundExceedsCaptured(Conflict):
     )
 
 
-class IdempotencyKeyReused(ValidationFailed):
-    code = "idempotency_key_reused"
-    default_message = (
-        "This idempotency key was already used for a different request; use a new key."
-    )
-
-
-class IdempotentRequestInProgress(Conflict):
-    code = "idempotent_request_in_progress"
-    default_message = "The same request is still being processed; wait and retry it."
-
-
 class PaymentMethodRequired(ValidationFailed):
     code = "payment_method_required"
     default_message = "Add a card before starting a paid subscription."

@@ -89,7 +89,10 @@ def lock_payment(payment: PaymentAttempt) -> PaymentLocks:
         customer=parents.customer,
         subscription=parents.subscription,
         invoice=parents.invoice,
-        payment=PaymentAttempt.objects.select_for_update().get(pk=payment.pk),
+        # The card comes along (not locked): receipts and notices name it.
+        payment=PaymentAttempt.objects.select_for_update(of=("self",))
+        .select_related("payment_method")
+        .get(pk=payment.pk),
     )
 
 

@@ -160,13 +160,20 @@ def _invoice_problems(
             )
         )
     posted = invoice.status != InvoiceStatus.DRAFT and invoice.total > 0
+    # A paid invoice may have been written off before it was paid, once: then it was reversed.
+    paid_after_write_off = (
+        posted
+        and invoice.status == InvoiceStatus.PAID
+        and postings[(invoice.pk, LedgerTransaction.Kind.INVOICE_WRITTEN_OFF)] > 0
+    )
     # Each posting an invoice should have, by its status; a void or written-off invoice owes nothing.
     expected = {
         LedgerTransaction.Kind.INVOICE_FINALIZED: int(posted),
         LedgerTransaction.Kind.INVOICE_VOIDED: int(posted and invoice.status == InvoiceStatus.VOID),
         LedgerTransaction.Kind.INVOICE_WRITTEN_OFF: int(
-            posted and invoice.status == InvoiceStatus.UNCOLLECTIBLE
+            paid_after_write_off or (posted and invoice.status == InvoiceStatus.UNCOLLECTIBLE)
         ),
+        LedgerTransaction.Kind.WRITE_OFF_REVERSED: int(paid_after_write_off),
     }
     for kind, count in expected.items():
         if postings[(invoice.pk, kind)] != count:

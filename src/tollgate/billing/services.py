@@ -10,6 +10,12 @@ in between leaves the attempt pending, and ``payment_reconcile`` asks the gatewa
 its idempotency key before the invoice can be charged again. Refunds work the same way, with the
 amount reserved on the payment before the gateway is asked.
 
+Every service a request uses to move money or create billable state (``subscription_start``,
+``subscription_change_price``, ``subscription_cancel``, ``invoice_pay``) takes an
+``idempotency_key`` and runs through ``core.idempotency``: its claim is committed before the work
+starts and checkpointed in the transaction of the work's first effect, so the same request again
+returns the first result, even after a crash. ``refund_issue`` keeps its key on the refund itself.
+
 Functions named ``*_locked`` (and ``payment_begin``) are steps, not services: they run inside the
 caller's transaction on rows the caller has locked, and are shared with the billing clock.
 """
@@ -25,7 +31,7 @@ from dataclasses import dataclass
 
 import structlog
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Sum
+from django.db.models import Max, Q, Sum
 
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
@@ -33,8 +39,6 @@ from tollgate.billing import periods, proration
 from tollgate.billing.conf import InvoiceNumbering, billing_settings
 from tollgate.billing.entitlements import entitlements_changed
 from tollgate.billing.errors import (
-    IdempotencyKeyReused,
-    IdempotentRequestInProgress,
     InvoiceImmutable,
     InvoiceNotPayable,
     InvoiceTotalsMismatch,
@@ -50,6 +54,8 @@ from tollgate.billing.errors import (
 from tollgate.billing.gateways.base import (
     ChargeRequest,
     ChargeResult,
+    ChargeStatus,
+    DeclineKind,
     GatewayUnavailable,
     RefundRequest,
     RefundResult,
@@ -96,11 +102,21 @@ from tollgate.billing.states import (
 )
 from tollgate.catalog.models import Price
 from tollgate.core import clock
-from tollgate.core.errors import PermissionDenied, ValidationFailed
+from tollgate.core.errors import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    PermissionDenied,
+    ValidationFailed,
+)
+from tollgate.core.idempotency import IdempotencyClaim, PublicIdResult, idempotent
 from tollgate.core.money import Money, validate_currency
 from tollgate.notifications.services import email_send_template
 
 log = structlog.get_logger(__name__)
+
+# What a keyed request stores as its result: the object's public id, read back fresh on a replay.
+_SUBSCRIPTION_RESULT = PublicIdResult(Subscription)
+_PAYMENT_RESULT = PublicIdResult(PaymentAttempt)
 
 
 # --- Customers and cards ------------------------------------------------------------------------------
@@ -187,7 +203,7 @@ def payment_method_attach(
         payments__status__in=sorted(PAYMENT_LIVE)
     ):
         try:
-            invoice_pay(invoice=invoice, off_session=False, actor=actor)
+            _invoice_charge(invoice=invoice, off_session=False, actor=actor)
         except (PaymentInProgress, InvoiceNotPayable):
             continue  # another request is collecting it, or it was just settled
     return method
@@ -219,16 +235,42 @@ def payment_method_detach(
 
 # --- Subscriptions --------------------------------------------------------------------------------------
 def subscription_start(
-    *, customer: Customer, price: Price, trial: bool = True, actor: User | None = None
+    *,
+    customer: Customer,
+    price: Price,
+    trial: bool = True,
+    actor: User | None = None,
+    idempotency_key: str,
 ) -> Subscription:
-    """Start ``customer`` on ``price``; a customer has at most one subscription that has not ended.
+    """Start ``customer`` on ``price`` (the checkout); a customer has at most one subscription that
+    has not ended.
 
     With a trial (``trial`` and the plan has trial days) the subscription is ``trialing`` until the
     trial ends, nothing is charged now and no card is needed; its billing periods are anchored on the
     trial's end. Without one it is ``incomplete`` and its first invoice is created and finalized in
     the same transaction, then charged on session: the subscription becomes ``active`` when that
     payment succeeds (at once for a free price) and stays ``incomplete`` otherwise.
+
+    Done once per ``idempotency_key`` of the customer: the same request again returns the same
+    subscription, a different request with the key is refused (422), and while the first is still
+    running a duplicate gets a conflict (409). Without the key, two checkouts at once still make one
+    subscription: the second is refused with ``SubscriptionExists``.
     """
+    return idempotent(
+        scope=customer.public_id,
+        key=idempotency_key,
+        operation="subscription_start",
+        parameters={"price": price.public_id, "trial": trial},
+        result=_SUBSCRIPTION_RESULT,
+        work=lambda claim: _subscription_start(
+            customer=customer, price=price, trial=trial, actor=actor, claim=claim
+        ),
+    )
+
+
+def _subscription_start(
+    *, customer: Customer, price: Price, trial: bool, actor: User | None, claim: IdempotencyClaim
+) -> Subscription:
     if not price.active or not price.plan.active:
         raise ValidationFailed("This price is no longer offered; choose another plan.")
     trial_days = price.plan.trial_days if trial else 0
@@ -272,6 +314,7 @@ def subscription_start(
             )
             invoice_finalize_locked(customer=locked, subscription=subscription, invoice=invoice)
         entitlements_changed(customer=locked)
+        claim.checkpoint(_SUBSCRIPTION_RESULT.dump(subscription))
         audit_record(
             action="billing.subscription_started",
             actor=actor,
@@ -284,7 +327,7 @@ def subscription_start(
             },
         )
     if invoice is not None and invoice.status == InvoiceStatus.OPEN:
-        invoice_pay(invoice=invoice, off_session=False, actor=actor)
+        _invoice_charge(invoice=invoice, off_session=False, actor=actor)
         subscription.refresh_from_db()
     return subscription
 
@@ -316,17 +359,64 @@ def subscription_end_locked(
 
 
 def subscription_cancel(
-    *, subscription: Subscription, at_period_end: bool, actor: User | None = None
+    *,
+    subscription: Subscription,
+    at_period_end: bool,
+    prorated_refund: bool = False,
+    actor: User | None = None,
+    idempotency_key: str,
 ) -> Subscription:
-    """Cancel a subscription, at the end of its current period or now.
+    """Cancel a subscription, at the end of its current period or now, and email the customer.
 
     At the period end: the customer keeps access until then and can resume before it; the billing
-    clock ends the subscription at that moment without another invoice. Now: it ends at once, its
-    open invoices are voided (nothing more is owed) and nothing is refunded (a prorated refund is a
-    separate ``refund_issue``). A payment still in progress blocks cancelling now: its outcome may
-    move money.
+    clock ends the subscription at that moment without another invoice. Now: it ends at once and its
+    open invoices are voided (nothing more is owed). A payment still in progress blocks cancelling
+    now: its outcome may move money.
+
+    With ``prorated_refund`` (now only), the unused time of what was paid for the current period is
+    refunded (``_unused_paid_time``: rounded by ``proration.py`` in the customer's favour); it is
+    never more than what was captured for this period and not refunded yet, and it comes from the
+    period's latest payments first. The refunds go the way of
+    ``refund_issue``: reserved on their payments under the row locks in the cancellation's
+    transaction, sent to the gateway after commit, posted to the ledger and emailed on success.
+
+    Done once per ``idempotency_key`` of the customer (see ``subscription_start``).
     """
+    if prorated_refund and at_period_end:
+        raise ValidationFailed(
+            "A prorated refund is given only when canceling now.",
+            details={"field": "prorated_refund"},
+        )
+    return idempotent(
+        scope=subscription.customer.public_id,
+        key=idempotency_key,
+        operation="subscription_cancel",
+        parameters={
+            "subscription": subscription.public_id,
+            "at_period_end": at_period_end,
+            "prorated_refund": prorated_refund,
+        },
+        result=_SUBSCRIPTION_RESULT,
+        work=lambda claim: _subscription_cancel(
+            subscription=subscription,
+            at_period_end=at_period_end,
+            prorated_refund=prorated_refund,
+            actor=actor,
+            claim=claim,
+        ),
+    )
+
+
+def _subscription_cancel(
+    *,
+    subscription: Subscription,
+    at_period_end: bool,
+    prorated_refund: bool,
+    actor: User | None,
+    claim: IdempotencyClaim,
+) -> Subscription:
     now = clock.now()
+    refunds: list[Refund] = []
     with transaction.atomic(durable=True):
         locks = lock_subscription(subscription)
         current = locks.subscription
@@ -341,16 +431,22 @@ def subscription_cancel(
             current.save(update_fields=["cancel_at_period_end", "canceled_at"])
         else:
             SUBSCRIPTION.check(current=current.status, target=SubscriptionStatus.CANCELED)
-            open_invoices = list(
-                Invoice.objects.select_for_update()
-                .filter(subscription=current, status=InvoiceStatus.OPEN)
-                .order_by("pk")
-            )
+            invoices = _cancel_invoices_locked(subscription=current, with_paid=prorated_refund)
+            open_invoices = [
+                invoice for invoice in invoices if invoice.status == InvoiceStatus.OPEN
+            ]
             live = PaymentAttempt.objects.filter(
                 invoice__in=open_invoices, status__in=sorted(PAYMENT_LIVE)
             ).first()
             if live is not None:
                 raise PaymentInProgress(details={"payment": live.public_id, "status": live.status})
+            if prorated_refund:
+                refunds = _unused_time_refunds_locked(
+                    subscription=current,
+                    paid=[invoice for invoice in invoices if invoice.status == InvoiceStatus.PAID],
+                    now=now,
+                    actor=actor,
+                )
             for invoice in open_invoices:
                 invoice_void_locked(customer=locks.customer, invoice=invoice)
             subscription_end_locked(
@@ -358,13 +454,121 @@ def subscription_cancel(
             )
             current.canceled_at = now
             current.save(update_fields=["canceled_at"])
+        claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
+        refunded = sum(refund.amount for refund in refunds)
         audit_record(
             action="billing.subscription_canceled",
             actor=actor,
             target=current,
-            details={"at_period_end": at_period_end, "status": current.status},
+            details={
+                "at_period_end": at_period_end,
+                "status": current.status,
+                "refunded": refunded,
+                "refunds": [refund.public_id for refund in refunds],
+            },
         )
+        _cancellation_notify(
+            customer=locks.customer, subscription=current, refunded=refunded, now=now
+        )
+    for refund in refunds:
+        _refund_send(refund=refund, payment=refund.payment, actor=actor)
     return current
+
+
+def _cancel_invoices_locked(*, subscription: Subscription, with_paid: bool) -> list[Invoice]:
+    """Lock the subscription's open invoices and, ``with_paid``, the paid ones of its current
+    period (in one statement, by primary key: the lock order)."""
+    wanted = Q(status=InvoiceStatus.OPEN)
+    if with_paid:
+        wanted |= Q(
+            status=InvoiceStatus.PAID,
+            period_start__gte=subscription.current_period_start,
+            period_end__lte=subscription.current_period_end,
+        )
+    return list(
+        Invoice.objects.select_for_update().filter(wanted, subscription=subscription).order_by("pk")
+    )
+
+
+def _unused_time_refunds_locked(
+    *, subscription: Subscription, paid: Sequence[Invoice], now: dt.datetime, actor: User | None
+) -> list[Refund]:
+    """Reserve the refunds of the current period's unused time (see ``subscription_cancel``)."""
+    payments = list(
+        PaymentAttempt.objects.select_for_update()
+        .filter(invoice__in=[invoice.pk for invoice in paid], status=PaymentStatus.SUCCEEDED)
+        .order_by("pk")
+    )
+    remaining = min(
+        _unused_paid_time(invoices=paid, at=now),
+        sum(payment.amount - payment.amount_refunded for payment in payments),
+    )
+    reason = Refund.Reason.REQUESTED_BY_CUSTOMER
+    note = (
+        f"Unused time of the period ending {subscription.current_period_end:%Y-%m-%d %H:%M:%S} UTC "
+        f"from {now:%Y-%m-%d %H:%M:%S} UTC, refunded when {subscription.public_id} was canceled."
+    )
+    refunds = []
+    for payment in reversed(payments):
+        amount = min(remaining, payment.amount - payment.amount_refunded)
+        if amount <= 0:
+            continue
+        refunds.append(
+            _refund_reserve_locked(
+                payment=payment,
+                amount=amount,
+                reason=reason,
+                note=note,
+                actor=actor,
+                idempotency_key=f"{subscription.public_id}-cancel-{payment.public_id}",
+                fingerprint=refund_fingerprint(
+                    payment=payment, amount=amount, reason=reason, note=note
+                ),
+            )
+        )
+        remaining -= amount
+    return refunds
+
+
+def _unused_paid_time(*, invoices: Sequence[Invoice], at: dt.datetime) -> int:
+    """What the time after ``at`` is worth on ``invoices`` (paid ones of one period), line by line,
+    by the rule of ``proration.py``, in the customer's favour: a charge's unused part rounds up and
+    a credit's remaining part rounds down. So after an upgrade it is the new price's unused time,
+    and after an upgrade that was never paid (its invoice is not among these), the old price's."""
+    by_pk = {invoice.pk: invoice for invoice in invoices}
+    worth = 0
+    for line in InvoiceLine.objects.filter(invoice__in=list(by_pk)):
+        invoice = by_pk[line.invoice_id]
+        start, end = (
+            line.period_start or invoice.period_start,
+            line.period_end or invoice.period_end,
+        )
+        if start is None or end is None:
+            continue
+        period = periods.Period(start=start, end=end)
+        if line.amount >= 0:
+            worth += proration.split(amount=line.amount, period=period, at=at).unused
+        else:
+            worth -= proration.remaining_charge(amount=-line.amount, period=period, at=at)
+    return max(worth, 0)
+
+
+def _cancellation_notify(
+    *, customer: Customer, subscription: Subscription, refunded: int, now: dt.datetime
+) -> None:
+    price = subscription.price
+    email_send_template(
+        to=customer.email,
+        template="billing_subscription_canceled",
+        context={
+            "plan": price.plan.name,
+            "at_period_end": subscription.cancel_at_period_end,
+            "ends_on": f"{subscription.current_period_end:%B %-d, %Y}",
+            "ended_on": f"{now:%B %-d, %Y}",
+            "refund": Money(refunded, price.currency).format() if refunded else "",
+        },
+        dedupe_key=f"billing_subscription_canceled:{subscription.public_id}:{now.isoformat()}",
+    )
 
 
 _CANCELABLE_AT_PERIOD_END = frozenset(
@@ -394,7 +598,11 @@ def subscription_resume(*, subscription: Subscription, actor: User | None = None
 
 
 def subscription_change_price(
-    *, subscription: Subscription, price: Price, actor: User | None = None
+    *,
+    subscription: Subscription,
+    price: Price,
+    actor: User | None = None,
+    idempotency_key: str,
 ) -> Subscription:
     """Move a subscription to another price.
 
@@ -406,7 +614,25 @@ def subscription_change_price(
     - A downgrade (the same or a lower amount) and any change of interval (monthly <-> yearly) are
       scheduled for the end of the current period, cancellable until then; a new interval starts its
       own schedule at that moment.
+
+    Done once per ``idempotency_key`` of the customer (see ``subscription_start``): a repeated
+    upgrade returns the subscription as the first request left it and charges nothing more.
     """
+    return idempotent(
+        scope=subscription.customer.public_id,
+        key=idempotency_key,
+        operation="subscription_change_price",
+        parameters={"subscription": subscription.public_id, "price": price.public_id},
+        result=_SUBSCRIPTION_RESULT,
+        work=lambda claim: _subscription_change_price(
+            subscription=subscription, price=price, actor=actor, claim=claim
+        ),
+    )
+
+
+def _subscription_change_price(
+    *, subscription: Subscription, price: Price, actor: User | None, claim: IdempotencyClaim
+) -> Subscription:
     if not price.active or not price.plan.active:
         raise ValidationFailed("This price is no longer offered; choose another plan.")
     now = clock.now()
@@ -443,6 +669,7 @@ def subscription_change_price(
             invoice = _upgrade_invoice(locks=locks, price=price, now=now)
             entitlements_changed(customer=locks.customer)
             change = "now"
+        claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
         audit_record(
             action="billing.subscription_price_changed",
             actor=actor,
@@ -450,7 +677,7 @@ def subscription_change_price(
             details={"from": old.public_id, "to": price.public_id, "when": change},
         )
     if invoice is not None and invoice.status == InvoiceStatus.OPEN:
-        invoice_pay(invoice=invoice, off_session=False, actor=actor)
+        _invoice_charge(invoice=invoice, off_session=False, actor=actor)
         current.refresh_from_db()
     return current
 
@@ -795,17 +1022,45 @@ class PendingCharge:
 
 
 def invoice_pay(
-    *, invoice: Invoice, off_session: bool, actor: User | None = None
+    *, invoice: Invoice, off_session: bool, actor: User | None = None, idempotency_key: str
 ) -> PaymentAttempt:
-    """Charge an open invoice to the customer's default card, at most once.
+    """Charge an open invoice to the customer's default card now, on request (a customer paying
+    after a decline, or paying an invoice that was written off: it is then paid after all).
 
-    First the attempt is recorded as pending and committed, with the idempotency key
-    ``<invoice>-attempt-<n>``; no second attempt can start while one is live (pending, requires
-    action, unknown or succeeded: a partial unique index guards it). Then the gateway is asked,
-    outside any transaction: a timeout leaves the outcome ``unknown``. Then the outcome is recorded:
-    a success pays the invoice, posts the capture to the ledger, reactivates the subscription and
-    emails a receipt; a decline moves the dunning schedule on and tells the customer what happens
-    next; a request for authentication emails the customer the link.
+    Done once per ``idempotency_key`` of the customer: the same request again returns the first
+    attempt (as it is now), a different request with the key is refused (422), a duplicate while
+    the first is running gets a conflict (409). See ``_invoice_charge`` for the charge itself.
+    """
+    return idempotent(
+        scope=invoice.customer.public_id,
+        key=idempotency_key,
+        operation="invoice_pay",
+        parameters={"invoice": invoice.public_id, "off_session": off_session},
+        result=_PAYMENT_RESULT,
+        work=lambda claim: _invoice_charge(
+            invoice=invoice, off_session=off_session, actor=actor, claim=claim
+        ),
+    )
+
+
+def _invoice_charge(
+    *,
+    invoice: Invoice,
+    off_session: bool,
+    actor: User | None,
+    claim: IdempotencyClaim | None = None,
+) -> PaymentAttempt:
+    """Charge a payable invoice to the customer's default card, at most once (a step of the keyed
+    services, and of attaching a new card, which pays what is open).
+
+    First the attempt is recorded as pending and committed, with the gateway idempotency key
+    ``<invoice>-attempt-<n>`` (and, for a keyed request, as the request's checkpoint); no second
+    attempt can start while one is live (pending, requires action, unknown or succeeded: a partial
+    unique index guards it). Then the gateway is asked, outside any transaction: a timeout leaves
+    the outcome ``unknown``. Then the outcome is recorded: a success pays the invoice, posts the
+    capture to the ledger, reactivates the subscription and emails a receipt; a decline moves the
+    dunning schedule on and tells the customer what happens next; a request for authentication
+    emails the customer the link.
     """
     gateway = gateway_get()
     with transaction.atomic(durable=True):
@@ -815,19 +1070,22 @@ def invoice_pay(
             off_session=off_session,
             actor=actor,
         )
+        if claim is not None:
+            claim.checkpoint(_PAYMENT_RESULT.dump(charge.payment))
     return payment_send(charge=charge, actor=actor)
 
 
 def payment_begin(
     *, locks: InvoiceLocks, gateway_name: str, off_session: bool, actor: User | None
 ) -> PendingCharge:
-    """Record a pending attempt for the locked open invoice, in the caller's transaction.
+    """Record a pending attempt for the locked payable invoice, in the caller's transaction.
 
-    The attempt is the claim on the invoice: it clears the scheduled attempt time, and while it is
-    live no other attempt can start.
+    Payable: open, or uncollectible (written off, and paid after all, as Stripe allows). The attempt
+    is the claim on the invoice: it clears the scheduled attempt time, and while it is live no other
+    attempt can start.
     """
     invoice = locks.invoice
-    if invoice.status != InvoiceStatus.OPEN:
+    if invoice.status not in _PAYABLE:
         raise InvoiceNotPayable(details={"invoice": invoice.public_id, "status": invoice.status})
     live = invoice.payments.filter(status__in=sorted(PAYMENT_LIVE)).first()
     if live is not None:
@@ -858,6 +1116,9 @@ def payment_begin(
     return PendingCharge(
         payment=payment, request=_charge_request(payment=payment, invoice=invoice, method=method)
     )
+
+
+_PAYABLE = frozenset({InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE})
 
 
 def _charge_request(
@@ -916,6 +1177,39 @@ def payment_reconcile(*, payment: PaymentAttempt, actor: User | None = None) -> 
     return payment_send(charge=PendingCharge(payment=payment, request=request), actor=actor)
 
 
+ACTION_EXPIRED = "authentication_expired"
+
+
+def payment_action_expire(*, payment: PaymentAttempt, actor: User | None = None) -> PaymentAttempt:
+    """Close an attempt that has waited too long for the customer to authenticate it (3-D Secure;
+    ``BILLING_PAYMENT_ACTION_EXPIRY_HOURS``, for the billing clock to apply).
+
+    The gateway is asked first, by the attempt's idempotency key: an outcome it has (the customer
+    authenticated at the last moment, or gave up) is recorded as it is. Otherwise the attempt fails
+    with ``authentication_expired``, a soft decline, and dunning goes on as after any decline: a
+    renewal is retried on schedule, a first invoice is left to expire with its subscription. The
+    customer is told, like after any failed payment. When the gateway cannot be reached nothing
+    changes (the next run asks again).
+    """
+    if payment.status != PaymentStatus.REQUIRES_ACTION:
+        return payment
+    try:
+        known = gateway_get(payment.gateway).charge_lookup(idempotency_key=payment.idempotency_key)
+    except GatewayUnavailable:
+        return payment
+    if known is not None and known.status != ChargeStatus.REQUIRES_ACTION:
+        return _payment_outcome_record(payment=payment, result=known, actor=actor)
+    expired = ChargeResult(
+        status=ChargeStatus.FAILED,
+        reference=payment.gateway_reference,
+        decline_code=ACTION_EXPIRED,
+        decline_kind=DeclineKind.SOFT,
+    )
+    return _payment_outcome_record(
+        payment=payment, result=expired, actor=actor, only_from=PaymentStatus.REQUIRES_ACTION
+    )
+
+
 def payment_fail_without_card(*, locks: InvoiceLocks, gateway_name: str) -> PaymentAttempt:
     """Record, in the caller's transaction, that a due charge could not be made for want of a card:
     a failed attempt (soft, ``no_payment_method``) that moves the dunning schedule on."""
@@ -958,18 +1252,28 @@ _PAYMENT_SETTLED = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED})
 
 
 def _payment_outcome_record(
-    *, payment: PaymentAttempt, result: ChargeResult | None, actor: User | None
+    *,
+    payment: PaymentAttempt,
+    result: ChargeResult | None,
+    actor: User | None,
+    only_from: PaymentStatus | None = None,
 ) -> PaymentAttempt:
+    """Record a gateway outcome (None: unknown). With ``only_from``, only if the payment is still in
+    that status under its lock (a decision of ours that news from the gateway may have overtaken)."""
     target = PaymentStatus.UNKNOWN if result is None else PaymentStatus(result.status.value)
     with transaction.atomic(durable=True):
         locks = lock_payment(payment)
         current = locks.payment
-        if current.status == target or (
-            current.status in _PAYMENT_SETTLED and target not in _PAYMENT_SETTLED
+        if (
+            current.status == target
+            or (current.status in _PAYMENT_SETTLED and target not in _PAYMENT_SETTLED)
+            or (only_from is not None and current.status != only_from)
         ):
             # Already known, or news of an earlier stage arriving after the final outcome.
             return current
         current.status = PAYMENT.check(current=current.status, target=target)
+        # Paying an invoice written off earlier (not one that this outcome is about to write off).
+        written_off = locks.invoice.status == InvoiceStatus.UNCOLLECTIBLE
         if result is not None:
             current.gateway_reference = result.reference or current.gateway_reference
             current.decline_code = result.decline_code
@@ -995,12 +1299,14 @@ def _payment_outcome_record(
                 "decline_kind": current.decline_kind,
             },
         )
-        _payment_notify(locks)
+        _payment_notify(locks, written_off=written_off)
     return current
 
 
 def _payment_captured(locks: PaymentLocks) -> None:
     payment, invoice = locks.payment, locks.invoice
+    if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
+        _write_off_reverse_locked(customer=locks.customer, invoice=invoice)
     invoice_mark_paid_locked(invoice=invoice, subscription=locks.subscription, now=clock.now())
     _ledger_post(
         kind=LedgerTransaction.Kind.PAYMENT_CAPTURED,
@@ -1012,6 +1318,27 @@ def _payment_captured(locks: PaymentLocks) -> None:
             (LedgerAccount.GATEWAY_CLEARING, Money(payment.amount, payment.currency)),
             (LedgerAccount.RECEIVABLE, Money(-payment.amount, payment.currency)),
         ],
+    )
+
+
+def _write_off_reverse_locked(*, customer: Customer, invoice: Invoice) -> None:
+    """A written-off invoice is being paid after all: what it owes moves back from bad debt to
+    receivable (reversing the write-off), so the capture then settles it like any other. A
+    subscription that ended with it stays ended."""
+    _ledger_post(
+        kind=LedgerTransaction.Kind.WRITE_OFF_REVERSED,
+        customer=customer,
+        invoice=invoice,
+        occurred_at=clock.now(),
+        entries=[
+            (LedgerAccount.RECEIVABLE, Money(invoice.total, invoice.currency)),
+            (LedgerAccount.BAD_DEBT, Money(-invoice.total, invoice.currency)),
+        ],
+    )
+    audit_record(
+        action="billing.invoice_write_off_reversed",
+        target=invoice,
+        details={"number": invoice.number, "total": invoice.total},
     )
 
 
@@ -1078,7 +1405,9 @@ _PAYMENT_EMAILS = {
 }
 
 
-def _payment_notify(locks: PaymentLocks) -> None:
+def _payment_notify(locks: PaymentLocks, *, written_off: bool = False) -> None:
+    """Email the customer the outcome. A failed payment of a written-off invoice says only that it
+    can still be paid (its subscription's end was told when it ended)."""
     payment, invoice, subscription = locks.payment, locks.invoice, locks.subscription
     template = _PAYMENT_EMAILS.get(PaymentStatus(payment.status))
     if template is None:
@@ -1094,8 +1423,9 @@ def _payment_notify(locks: PaymentLocks) -> None:
             "card": str(method) if method else "",
             "action_url": payment.action_url,
             "hard_decline": payment.decline_kind == PaymentAttempt.DeclineKind.HARD,
+            "action_expired": payment.decline_code == ACTION_EXPIRED,
             "retry_on": f"{retry_at:%B %-d, %Y}" if retry_at else "",
-            "subscription_status": subscription.status if subscription else "",
+            "subscription_status": subscription.status if subscription and not written_off else "",
         },
         dedupe_key=f"{template}:{payment.public_id}",
     )
@@ -1137,7 +1467,7 @@ def refund_issue(
             if existing.request_fingerprint != fingerprint:
                 raise IdempotencyKeyReused()
             if existing.status == RefundStatus.PENDING:
-                raise IdempotentRequestInProgress()
+                raise IdempotencyKeyInProgress()
             return existing
         captured = locks.payment
         if captured.status != PaymentStatus.SUCCEEDED:
@@ -1145,30 +1475,54 @@ def refund_issue(
         refundable = captured.amount - captured.amount_refunded
         if amount > refundable:
             raise RefundExceedsCaptured(details={"refundable": refundable, "requested": amount})
-        captured.amount_refunded += amount
-        captured.save(update_fields=["amount_refunded"])
         try:
             with transaction.atomic():
-                refund = Refund.objects.create(
+                refund = _refund_reserve_locked(
                     payment=captured,
                     amount=amount,
-                    currency=captured.currency,
                     reason=reason,
-                    note=note.strip(),
-                    idempotency_key=idempotency_key,
-                    request_fingerprint=fingerprint,
+                    note=note,
                     actor=actor,
+                    idempotency_key=idempotency_key,
+                    fingerprint=fingerprint,
                 )
         except IntegrityError as exc:
             # The same key, at the same moment, for another payment: the other request won.
-            raise IdempotentRequestInProgress() from exc
-        audit_record(
-            action="billing.refund_requested",
-            actor=actor,
-            target=refund,
-            details={"payment": captured.public_id, "amount": amount, "reason": str(reason)},
-        )
+            raise IdempotencyKeyInProgress() from exc
     return _refund_send(refund=refund, payment=captured, actor=actor)
+
+
+def _refund_reserve_locked(
+    *,
+    payment: PaymentAttempt,
+    amount: int,
+    reason: Refund.Reason,
+    note: str,
+    actor: User | None,
+    idempotency_key: str,
+    fingerprint: str,
+) -> Refund:
+    """Reserve ``amount`` on the locked captured payment and record the pending refund, in the
+    caller's transaction; the check constraint refuses a reservation above the captured amount."""
+    payment.amount_refunded += amount
+    payment.save(update_fields=["amount_refunded"])
+    refund = Refund.objects.create(
+        payment=payment,
+        amount=amount,
+        currency=payment.currency,
+        reason=reason,
+        note=note.strip(),
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        actor=actor,
+    )
+    audit_record(
+        action="billing.refund_requested",
+        actor=actor,
+        target=refund,
+        details={"payment": payment.public_id, "amount": amount, "reason": str(reason)},
+    )
+    return refund
 
 
 def refund_fingerprint(*, payment: PaymentAttempt, amount: int, reason: str, note: str) -> str:

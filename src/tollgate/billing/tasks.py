@@ -1,14 +1,36 @@
-"""Background entry points for billing (thin: the logic is in tollgate.billing.billing_clock)."""
+"""Background entry points for billing (thin: the logic is in billing_clock, inbox and
+reconciliation)."""
 
 from __future__ import annotations
 
 from huey import crontab
-from huey.contrib.djhuey import db_periodic_task
+from huey.contrib.djhuey import db_periodic_task, db_task
 
+from tollgate.billing import inbox
 from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.reconciliation import reconciliation_daily, reconciliation_due
 
 
 @db_periodic_task(crontab(minute="*"))
 def billing_clock_task() -> None:
     """Every minute: renewals, trial ends, expiries, due charges and retries, reconciliation."""
     billing_run()
+
+
+@db_task()
+def inbound_event_process_task(event_id: int) -> None:
+    """Process one inbound gateway event, scheduled when it was stored."""
+    inbox.event_process(event_id=event_id)
+
+
+@db_periodic_task(crontab(minute="*"))
+def inbound_events_sweep_task() -> None:
+    """Every minute: inbound events left unprocessed (a lost schedule, a dead worker) and retries."""
+    inbox.events_sweep()
+
+
+@db_periodic_task(reconciliation_due)
+def reconciliation_daily_task() -> None:
+    """Daily at TOLLGATE_RECONCILIATION_HOUR (UTC): payments, refunds and the ledger compared with
+    the gateway's transactions of the last TOLLGATE_RECONCILIATION_DAYS days; heals and a report."""
+    reconciliation_daily()

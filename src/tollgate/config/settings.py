@@ -6,6 +6,8 @@ Production refuses to start on an unsafe configuration and lists every problem a
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -393,6 +395,49 @@ BILLING_DUNNING_FINAL_STATUS = env.choice(
 BILLING_TRIAL_END_WITHOUT_CARD = env.choice(
     "TOLLGATE_TRIAL_END_WITHOUT_CARD", ("canceled", "incomplete"), "canceled"
 )
+
+# --- Reconciliation -----------------------------------------------------------------------------------
+# Once a day, at this hour (UTC, 0-23), the worker compares Tollgate's payments, refunds and ledger
+# with the gateway's own list of transactions for the last TOLLGATE_RECONCILIATION_DAYS days. The
+# windows overlap on purpose: a day missed (worker down) is still covered by the next run.
+BILLING_RECONCILIATION_HOUR = env.int("TOLLGATE_RECONCILIATION_HOUR", 3, minimum=0)
+if BILLING_RECONCILIATION_HOUR > 23:
+    env.problems.append("TOLLGATE_RECONCILIATION_HOUR must be an hour of the day, 0 to 23.")
+BILLING_RECONCILIATION_DAYS = env.int("TOLLGATE_RECONCILIATION_DAYS", 3, minimum=1)
+
+# --- Sandbox gateway ----------------------------------------------------------------------------------
+# The offline test processor signs the events it sends to Tollgate's inbox (card setups, 3-D Secure
+# outcomes) the way Stripe signs webhooks, with this secret; the fallbacks (earlier secrets) stay
+# valid during a rotation. Unset, both are derived from SECRET_KEY and its fallbacks, so every
+# installation has its own secret and none is written in the code.
+_SANDBOX_SECRET_CONTEXT = b"tollgate.billing.sandbox.webhook-secret"
+
+
+def _sandbox_webhook_secret(key: str) -> str:
+    return "whsec_" + hmac.new(key.encode(), _SANDBOX_SECRET_CONTEXT, hashlib.sha256).hexdigest()
+
+
+SANDBOX_WEBHOOK_SECRET = env.str("TOLLGATE_SANDBOX_WEBHOOK_SECRET", "")
+SANDBOX_WEBHOOK_SECRET_FALLBACKS = env.list("TOLLGATE_SANDBOX_WEBHOOK_SECRET_FALLBACKS", [])
+if SANDBOX_WEBHOOK_SECRET:
+    if len(SANDBOX_WEBHOOK_SECRET) < 32:
+        env.problems.append("TOLLGATE_SANDBOX_WEBHOOK_SECRET must be at least 32 characters.")
+else:
+    SANDBOX_WEBHOOK_SECRET = _sandbox_webhook_secret(SECRET_KEY)
+    SANDBOX_WEBHOOK_SECRET_FALLBACKS = SANDBOX_WEBHOOK_SECRET_FALLBACKS or [
+        _sandbox_webhook_secret(key) for key in SECRET_KEY_FALLBACKS
+    ]
+
+# --- Idempotency and money flows --------------------------------------------------------------------
+# Requests that move money are stored under their idempotency key (API header, form token) this long;
+# a key reused after that is a new request. Hidden form tokens are accepted for as long.
+IDEMPOTENCY_RETENTION_HOURS = env.int("TOLLGATE_IDEMPOTENCY_RETENTION_HOURS", 24, minimum=1)
+# How long a claimed key stays "in progress" (409 to duplicates) without finishing before another
+# request may take it over (a crashed worker's claim); longer than any gateway call can take.
+IDEMPOTENCY_LEASE_SECONDS = env.int("TOLLGATE_IDEMPOTENCY_LEASE_SECONDS", 300, minimum=30)
+# A payment the bank wants the customer to authenticate (3-D Secure) fails after this many hours
+# without it; dunning then goes on as after a decline.
+BILLING_PAYMENT_ACTION_EXPIRY_HOURS = env.int("TOLLGATE_PAYMENT_ACTION_EXPIRY_HOURS", 23, minimum=1)
 
 # --- Observability ------------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")

@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
+    path("sandbox/", include("tollgate.billing.gateways.sandbox.urls")),
+    path("webhooks/", include("tollgate.billing.webhooks")),
     path("", include("tollgate.web.urls")),
 ]
 

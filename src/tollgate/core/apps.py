@@ -7,4 +7,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from tollgate.core import tasks  # noqa: F401  (registers the outbox tasks)
+        from tollgate.core import tasks  # noqa: F401  (registers the outbox and purge tasks)

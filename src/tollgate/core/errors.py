@@ -90,3 +90,30 @@ class ServiceUnavailable(TollgateError):
     code = "service_unavailable"
     status = 503
     default_message = "A service Tollgate depends on is unavailable; try again shortly."
+
+
+class IdempotencyKeyInvalid(ValidationFailed):
+    code = "idempotency_key_invalid"
+    default_message = "Send an idempotency key of 1 to 255 printable ASCII characters."
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    code = "idempotency_key_reused"
+    default_message = (
+        "This idempotency key was already used for a different request; send a new key for a new "
+        "request."
+    )
+
+
+class IdempotencyKeyInProgress(Conflict):
+    code = "idempotency_key_in_progress"
+    default_message = (
+        "A request with this idempotency key is still being processed; wait a moment and retry it."
+    )
+
+
+class FormTokenInvalid(ValidationFailed):
+    code = "form_token_invalid"
+    default_message = (
+        "This form has expired or was not issued to you; reload the page and submit it again."
+    )

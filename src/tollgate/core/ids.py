@@ -65,6 +65,10 @@ def new_txn_id() -> str:
     return new_public_id("txn")
 
 
+def new_rec_id() -> str:
+    return new_public_id("rec")
+
+
 _INVOICE_PREFIX_LENGTH = 8  # 40 bits: a clash among a million customers has odds of about 1 in 10^6
 
 

@@ -1,11 +1,11 @@
-"""Background entry points for the outbox (thin: the logic is in tollgate.core.outbox)."""
+"""Background entry points of the core: outbox delivery and the idempotency-record purge (thin)."""
 
 from __future__ import annotations
 
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from tollgate.core import outbox
+from tollgate.core import idempotency, outbox
 
 
 @db_task()
@@ -16,3 +16,9 @@ def outbox_deliver_task(message_id: int) -> None:
 @db_periodic_task(crontab(minute="*"))
 def outbox_sweep_task() -> None:
     outbox.outbox_sweep()
+
+
+@db_periodic_task(crontab(minute="17"))
+def idempotency_purge_task() -> None:
+    """Hourly: forget idempotency records past their retention."""
+    idempotency.idempotency_purge()

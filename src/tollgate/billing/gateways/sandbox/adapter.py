@@ -15,21 +15,26 @@ the same key with a different request is refused. Test cards (any future expiry,
 ==================== =====================================================================
 
 Any other number is refused as a live card in test mode. Numbers are never stored.
+
+Its hosted pages (``hosted.py``, ``views.py``) are the card form and the 3-D Secure step; what
+happens there reaches Tollgate as events signed like Stripe's webhooks (the ``Sandbox-Signature``
+header, with the secret from ``TOLLGATE_SANDBOX_WEBHOOK_SECRET``), through the same inbox
+(``billing/inbox.py``) that a real gateway's events take.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import json
 import secrets
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Sum
-from django.utils.crypto import salted_hmac
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 
 from tollgate.billing.gateways.base import (
     ChargeRequest,
@@ -51,6 +56,7 @@ from tollgate.billing.gateways.base import (
     TransactionKind,
     decline_kind_for,
 )
+from tollgate.billing.gateways.sandbox.conf import SETUP_SESSION_LIFETIME, sandbox_settings
 from tollgate.billing.gateways.sandbox.models import (
     CardBehaviour,
     SandboxCard,
@@ -58,6 +64,11 @@ from tollgate.billing.gateways.sandbox.models import (
     SandboxCustomer,
     SandboxRefund,
     SandboxSetupSession,
+)
+from tollgate.billing.gateways.signatures import (
+    signature_compute,
+    signature_header_build,
+    signature_verify,
 )
 from tollgate.core import clock
 
@@ -78,11 +89,10 @@ _CHARGE_DECLINES = {
     CardBehaviour.DECLINES_AFTER_ATTACH: "generic_decline",
     CardBehaviour.DECLINES_STOLEN: "stolen_card",
 }
-EVENT_TOLERANCE = dt.timedelta(minutes=5)
-_SIGNING_SALT = "tollgate.billing.sandbox.events"
 
 
-def _luhn_valid(number: str) -> bool:
+def luhn_valid(number: str) -> bool:
+    """Whether the digits of ``number`` (ASCII digits only) pass the Luhn check of card numbers."""
     total = 0
     for position, char in enumerate(reversed(number)):
         digit = int(char)
@@ -101,8 +111,15 @@ def _site_url(path: str) -> str:
 
 
 def _signature(payload: bytes, timestamp: int) -> str:
-    message = str(timestamp).encode() + b"." + payload
-    return salted_hmac(_SIGNING_SALT, message, algorithm="sha256").hexdigest()
+    """The ``v1`` signature of ``payload`` under the sandbox's current signing secret."""
+    return signature_compute(
+        payload=payload, secret=sandbox_settings().webhook_secret, timestamp=timestamp
+    )
+
+
+def setup_session_expired(session: SandboxSetupSession) -> bool:
+    """Whether the hosted card-setup link of ``session`` is too old to be used."""
+    return clock.now() >= session.created_at + SETUP_SESSION_LIFETIME
 
 
 class SandboxGateway:
@@ -125,10 +142,13 @@ class SandboxGateway:
             reference=session.reference, url=_site_url(f"/sandbox/setup/{session.reference}/")
         )
 
+    @method_decorator(sensitive_variables("number", "digits"))
     def setup_submit(
         self, *, session_reference: str, number: str, exp_month: int, exp_year: int
     ) -> SetupResult:
-        """What the sandbox's hosted card form does with a submitted card (sandbox only)."""
+        """What the sandbox's hosted card form does with a submitted card (sandbox only): the
+        number is checked and forgotten; only the behaviour, brand, last four digits and expiry
+        are kept. An expired or completed session is refused."""
         with transaction.atomic():
             session = (
                 SandboxSetupSession.objects.select_for_update()
@@ -137,7 +157,9 @@ class SandboxGateway:
             )
             if session is None or session.status == SandboxSetupSession.Status.SUCCEEDED:
                 raise GatewayRequestRefused("no open setup session with this reference")
-            digits = "".join(char for char in number if char.isdigit())
+            if setup_session_expired(session):
+                raise GatewayRequestRefused("this setup session has expired")
+            digits = "".join(char for char in number if "0" <= char <= "9")
             failure = self._card_problem(digits, exp_month, exp_year)
             if failure:
                 session.status = SandboxSetupSession.Status.FAILED
@@ -160,7 +182,7 @@ class SandboxGateway:
 
     @staticmethod
     def _card_problem(digits: str, exp_month: int, exp_year: int) -> str:
-        if not 13 <= len(digits) <= 19 or not _luhn_valid(digits):
+        if not 13 <= len(digits) <= 19 or not luhn_valid(digits):
             return "invalid_number"
         today = clock.now()
         if not 1 <= exp_month <= 12 or (exp_year, exp_month) < (today.year, today.month):
@@ -216,34 +238,32 @@ class SandboxGateway:
                 "off_session": request.off_session,
             }
         )
-        existing = SandboxCharge.objects.filter(idempotency_key=request.idempotency_key).first()
-        if existing is None:
-            card = SandboxCard.objects.filter(
-                token=request.payment_method_token,
-                customer_reference=request.customer_reference,
-                detached_at__isnull=True,
-            ).first()
-            status, code = self._charge_outcome(card)
-            try:
-                with transaction.atomic():
-                    existing = SandboxCharge.objects.create(
-                        idempotency_key=request.idempotency_key,
-                        request_fingerprint=fingerprint,
-                        customer_reference=request.customer_reference,
-                        card_token=request.payment_method_token,
-                        amount=request.amount,
-                        currency=request.currency,
-                        off_session=request.off_session,
-                        status=status,
-                        decline_code=code,
-                        needed_action=status == SandboxCharge.Status.REQUIRES_ACTION,
-                    )
-            except IntegrityError:
-                # A concurrent request with the same key won; answer as it was answered.
-                existing = SandboxCharge.objects.get(idempotency_key=request.idempotency_key)
-            else:
-                if card is not None and card.behaviour == CardBehaviour.TIMES_OUT:
-                    raise GatewayUnavailable("sandbox: the response to this charge was lost")
+        # Like a processor, the sandbox answers a new key with one write: the charge is recorded
+        # (the unique key refuses a second one) and only a replay reads the first answer.
+        card = SandboxCard.objects.filter(
+            token=request.payment_method_token,
+            customer_reference=request.customer_reference,
+            detached_at__isnull=True,
+        ).first()
+        status, code = self._charge_outcome(card)
+        charge = SandboxCharge(
+            idempotency_key=request.idempotency_key,
+            request_fingerprint=fingerprint,
+            customer_reference=request.customer_reference,
+            card_token=request.payment_method_token,
+            amount=request.amount,
+            currency=request.currency,
+            off_session=request.off_session,
+            status=status,
+            decline_code=code,
+            needed_action=status == SandboxCharge.Status.REQUIRES_ACTION,
+        )
+        if _insert_once(charge):
+            if card is not None and card.behaviour == CardBehaviour.TIMES_OUT:
+                raise GatewayUnavailable("sandbox: the response to this charge was lost")
+            existing = charge
+        else:  # the key was seen before (a replay, or a concurrent request that won)
+            existing = SandboxCharge.objects.get(idempotency_key=request.idempotency_key)
         if existing.request_fingerprint != fingerprint:
             raise GatewayRequestRefused(
                 "this idempotency key was used for a different charge request"
@@ -413,29 +433,52 @@ class SandboxGateway:
             },
             sort_keys=True,
         ).encode()
-        return payload, f"t={created},v1={_signature(payload, created)}"
+        header = signature_header_build(
+            payload=payload, secrets=[sandbox_settings().webhook_secret], timestamp=created
+        )
+        return payload, header
 
     def event_parse(self, *, payload: bytes, signature: str) -> GatewayEvent:
-        parts = dict(item.split("=", 1) for item in signature.split(",") if item.count("=") == 1)
-        timestamp_text, expected = parts.get("t", ""), parts.get("v1", "")
-        if not timestamp_text.isdigit() or not expected:
-            raise EventRejected("malformed signature header")
-        timestamp = int(timestamp_text)
-        if not hmac.compare_digest(_signature(payload, timestamp), expected):
-            raise EventRejected("signature does not match")
-        sent_at = dt.datetime.fromtimestamp(timestamp, tz=dt.UTC)
-        if abs(clock.now() - sent_at) > EVENT_TOLERANCE:
-            raise EventRejected("event is too old or from the future")
+        """Verify an event as Stripe's libraries verify ``Stripe-Signature`` (any configured secret,
+        five minutes' tolerance, nothing from the future) and parse it."""
+        signature_verify(
+            payload=payload,
+            header=signature,
+            secrets=sandbox_settings().webhook_secrets,
+            now=clock.now(),
+        )
         try:
             body = json.loads(payload)
-            return GatewayEvent(
-                id=str(body["id"]),
-                type=str(body["type"]),
-                created_at=dt.datetime.fromtimestamp(int(body["created"]), tz=dt.UTC),
-                data=dict(body["data"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
+            event_id, event_type, data = body["id"], body["type"], body["data"]
+            created_at = dt.datetime.fromtimestamp(int(body["created"]), tz=dt.UTC)
+        except (ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
             raise EventRejected("event body is not a sandbox event") from exc
+        if not (
+            isinstance(event_id, str)
+            and 0 < len(event_id) <= 255
+            and isinstance(event_type, str)
+            and 0 < len(event_type) <= 100
+            and isinstance(data, dict)
+        ):
+            raise EventRejected("event body is not a sandbox event")
+        return GatewayEvent(id=event_id, type=event_type, created_at=created_at, data=data)
+
+
+def _insert_once(row: models.Model) -> bool:
+    """Insert ``row``; False when a row with its unique idempotency key exists already.
+
+    Outside a transaction the insert is a statement of its own (atomic by itself); inside one (a
+    caller's, or a test's) it gets a savepoint, so a refused duplicate leaves the transaction usable.
+    """
+    try:
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        else:
+            row.save(force_insert=True)
+    except IntegrityError:
+        return False
+    return True
 
 
 def _result_for(charge: SandboxCharge, status: str) -> ChargeResult:

@@ -36,7 +36,8 @@ class Command(BaseCommand):
             result = billing_run(until=until, on_progress=bar.update)
         self.stdout.write(
             f"renewed={result.renewed} ended={result.ended} expired={result.expired} "
-            f"charged={result.charged} reconciled={result.reconciled} failed={result.failed}"
+            f"charged={result.charged} reconciled={result.reconciled} failed={result.failed} "
+            f"actions_expired={result.actions_expired}"
         )
         if result.failed:
             raise CommandError(

@@ -1,0 +1,214 @@
+"""The inbox of inbound gateway events (webhooks): verify, store once, process in the worker.
+
+Intake (:func:`event_receive`), used by the webhook endpoint and by the sandbox's hosted pages:
+
+1. the gateway's adapter verifies the signature over the raw body and parses the event
+   (``Gateway.event_parse``; Stripe's scheme is in ``gateways/signatures.py``). A rejected event
+   raises ``EventRejected`` and nothing is stored;
+2. the event is stored under a unique constraint on (gateway, provider event id): a redelivery,
+   even several at the same instant, finds the stored row and changes nothing;
+3. after commit the worker is asked to process it. Nothing else happens in the request, so the
+   sender gets its 2xx fast.
+
+Processing (:func:`event_process`, and :func:`events_sweep` every minute as the safety net): a
+worker takes a lease on the event (``locked_until``), runs its handler from ``billing.events``
+outside any transaction (handlers call the services, each one transaction) and records
+``processed``, or ``failed`` with the error kept and the next attempt scheduled (backoff as the
+outbox's, at most ``MAX_ATTEMPTS`` attempts). A worker that dies mid-way leaves the lease to run
+out and the sweep takes the event again; handlers are idempotent, so that is safe. A type without a
+handler is stored and acknowledged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import partial
+
+import structlog
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, QuerySet
+
+from tollgate.billing.events import EventNotReady, handler_for
+from tollgate.billing.gateways.registry import gateway_get
+from tollgate.billing.models import InboundEvent
+from tollgate.core import clock
+from tollgate.core.errors import BadRequest
+from tollgate.core.outbox import retry_delay
+
+log = structlog.get_logger(__name__)
+
+# The HTTP header each gateway sends its signature in.
+SIGNATURE_HEADERS = {"sandbox": "Sandbox-Signature", "stripe": "Stripe-Signature"}
+# About five hours of retries with the outbox's backoff (30 s doubling up to an hour).
+MAX_ATTEMPTS = 12
+# How long a worker may take over one event before another may assume it died.
+LEASE = dt.timedelta(minutes=5)
+# The sweep leaves a fresh event this long to the task scheduled when it was stored.
+SWEEP_AFTER = dt.timedelta(seconds=30)
+BATCH_SIZE = 100
+MAX_ERROR_LENGTH = 2000
+
+
+class WebhookRejected(BadRequest):
+    code = "webhook_rejected"
+    default_message = (
+        "The event could not be verified and was not stored: check the signing secret and send "
+        "the raw request body unchanged."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EventReceipt:
+    event: InboundEvent
+    # False when the event had been stored before (a redelivery): nothing was changed.
+    created: bool
+
+
+def signature_header_for(gateway: str) -> str | None:
+    """The HTTP header carrying ``gateway``'s signature; None for a gateway without webhooks."""
+    return SIGNATURE_HEADERS.get(gateway)
+
+
+def event_receive(*, gateway: str, payload: bytes, signature: str) -> EventReceipt:
+    """Verify and store an inbound event once; its processing is left to the worker.
+
+    Raises ``EventRejected`` (nothing stored) when the signature, its age or the body is not
+    acceptable to the gateway's adapter. Storing the same event again returns the stored row.
+    """
+    parsed = gateway_get(gateway).event_parse(payload=payload, signature=signature)
+    now = clock.now()
+    try:
+        with transaction.atomic(durable=True):
+            event = InboundEvent.objects.create(
+                gateway=gateway,
+                event_id=parsed.id,
+                type=parsed.type,
+                payload=dict(parsed.data),
+                occurred_at=parsed.created_at,
+                received_at=now,
+                next_attempt_at=now + SWEEP_AFTER,
+            )
+            transaction.on_commit(partial(_schedule, event.pk))
+    except IntegrityError:
+        # The unique (gateway, event id) constraint: stored before, or by a concurrent delivery
+        # that has just committed.
+        existing = InboundEvent.objects.get(gateway=gateway, event_id=parsed.id)
+        log.info("inbox.duplicate", gateway=gateway, event_id=parsed.id, status=existing.status)
+        return EventReceipt(event=existing, created=False)
+    log.info("inbox.received", gateway=gateway, event_id=parsed.id, event_type=parsed.type)
+    return EventReceipt(event=event, created=True)
+
+
+def _schedule(event_pk: int) -> None:
+    from tollgate.billing.tasks import inbound_event_process_task
+
+    try:
+        inbound_event_process_task(event_pk)
+    except Exception:
+        # The event is stored; the sweep processes it if the queue cannot be reached now.
+        log.warning("inbox.schedule_failed", event=event_pk, exc_info=True)
+
+
+def event_process(*, event_id: int) -> bool:
+    """Process one stored event if it is waiting (new, or failed and due for a retry) and no
+    other worker holds it. True when it was processed now (handled or acknowledged)."""
+    event = _claim(event_id, now=clock.now())
+    if event is None:
+        return False
+    handler = handler_for(gateway=event.gateway, event_type=event.type)
+    try:
+        if handler is None:
+            log.info(
+                "inbox.event_unhandled",
+                gateway=event.gateway,
+                event_id=event.event_id,
+                event_type=event.type,
+            )
+        else:
+            handler(event)
+    except Exception as exc:
+        _record_failure(event, exc)
+        return False
+    _release(event).update(
+        status=InboundEvent.Status.PROCESSED,
+        processed_at=clock.now(),
+        last_error="",
+        next_attempt_at=None,
+        locked_until=None,
+    )
+    log.info(
+        "inbox.processed",
+        gateway=event.gateway,
+        event_id=event.event_id,
+        event_type=event.type,
+        attempts=event.attempts,
+    )
+    return True
+
+
+def _claim(event_id: int, *, now: dt.datetime) -> InboundEvent | None:
+    """Take the lease on the event if it is waiting and free; one conditional UPDATE, so two
+    workers can never both take it."""
+    waiting = Q(status=InboundEvent.Status.RECEIVED) | Q(
+        status=InboundEvent.Status.FAILED, next_attempt_at__lte=now
+    )
+    free = Q(locked_until__isnull=True) | Q(locked_until__lte=now)
+    taken = (
+        InboundEvent.objects.filter(waiting & free, pk=event_id).update(
+            locked_until=now + LEASE, attempts=F("attempts") + 1
+        )
+        == 1
+    )
+    return InboundEvent.objects.get(pk=event_id) if taken else None
+
+
+def _release(event: InboundEvent) -> QuerySet[InboundEvent]:
+    # Only the holder of this attempt's lease writes the outcome: if the lease ran out and another
+    # worker took the event, its attempt count moved on and this update changes nothing.
+    return InboundEvent.objects.filter(pk=event.pk, attempts=event.attempts)
+
+
+def _record_failure(event: InboundEvent, exc: Exception) -> None:
+    retry = event.attempts < MAX_ATTEMPTS
+    _release(event).update(
+        status=InboundEvent.Status.FAILED,
+        last_error=f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH],
+        next_attempt_at=clock.now() + retry_delay(event.attempts) if retry else None,
+        locked_until=None,
+    )
+    log.warning(
+        "inbox.event_failed",
+        gateway=event.gateway,
+        event_id=event.event_id,
+        event_type=event.type,
+        attempts=event.attempts,
+        will_retry=retry,
+        error=type(exc).__name__,
+        exc_info=not isinstance(exc, EventNotReady),
+    )
+
+
+def events_sweep(*, batch_size: int = BATCH_SIZE) -> int:
+    """Process every event that is due: new ones the scheduled task has not taken (a lost
+    schedule, a worker that died holding one) and failed ones whose retry is due. One pass in id
+    order; returns how many were processed."""
+    processed = 0
+    last_pk = 0
+    while True:
+        now = clock.now()
+        due = list(
+            InboundEvent.objects.filter(
+                Q(locked_until__isnull=True) | Q(locked_until__lte=now),
+                status__in=[InboundEvent.Status.RECEIVED, InboundEvent.Status.FAILED],
+                next_attempt_at__lte=now,
+                pk__gt=last_pk,
+            )
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not due:
+            return processed
+        for pk in due:
+            processed += event_process(event_id=pk)
+        last_pk = due[-1]
