@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
+from tests import concurrency
 from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.errors import SubscriptionExists, TransitionRefused
@@ -30,26 +30,7 @@ SUBMISSIONS = 20
 
 
 def race(task: Callable[[int], Any], workers: int = SUBMISSIONS) -> list[Any]:
-    """Run ``task(i)`` in ``workers`` threads released at once; each result or exception."""
-    barrier = threading.Barrier(workers)
-    outcomes: list[Any] = [None] * workers
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            outcomes[index] = task(index)
-        except Exception as exc:
-            outcomes[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a submission never finished"
-    return outcomes
+    return concurrency.race(task, workers, timeout=120)
 
 
 def test_twenty_identical_checkouts_make_one_subscription_and_one_charge(customer, price):

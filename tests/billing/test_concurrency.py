@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
+from tests import concurrency
 from tests.billing.conftest import CARD_INSUFFICIENT_FUNDS, CARD_OK, add_card, new_key
 from tollgate.accounts.models import User
 from tollgate.billing import services
@@ -33,25 +33,7 @@ WORKERS = 8
 
 
 def race(task: Callable[[int], Any], workers: int = WORKERS) -> list[Any]:
-    """Run ``task(i)`` in ``workers`` threads released at the same instant; results or exceptions."""
-    barrier = threading.Barrier(workers)
-    outcomes: list[Any] = [None] * workers
-
-    def run(index: int) -> None:
-        try:
-            barrier.wait()
-            outcomes[index] = task(index)
-        except Exception as exc:
-            outcomes[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes
+    return concurrency.race(task, workers, timeout=60)
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import threading
 
 import pytest
 import stripe
-from django.db import connection, connections
+from django.db import connection
 from django.test import Client
 
+from tests import concurrency
 from tests.billing.conftest import CARD_OK, CARD_REQUIRES_AUTHENTICATION, add_card, new_key
 from tests.ops.conftest import CapturedLogs, captured_logs  # noqa: F401  (fixture)
 from tollgate.billing import inbox, services
@@ -465,23 +465,9 @@ def test_the_same_event_delivered_five_times_at_once_is_stored_and_processed_onc
         charge_reference=payment.gateway_reference, authenticated=True
     )
     workers = 5
-    barrier = threading.Barrier(workers)
-    statuses: list[object] = [None] * workers
-
-    def deliver_once(index: int) -> None:
-        try:
-            barrier.wait()
-            statuses[index] = deliver(Client(), payload, header).status_code
-        except Exception as exc:
-            statuses[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=deliver_once, args=(i,)) for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    statuses = concurrency.race(
+        lambda index: deliver(Client(), payload, header).status_code, workers, timeout=60
+    )
 
     assert statuses == [200] * workers
     event = InboundEvent.objects.get()
