@@ -978,37 +978,49 @@ def invoice_mark_paid_locked(
         subscription_move_locked(subscription=subscription, target=SubscriptionStatus.ACTIVE)
 
 
-def invoice_void_locked(*, customer: Customer, invoice: Invoice) -> None:
-    """Cancel an open invoice that is no longer owed; its posting to the ledger is reversed."""
-    invoice.status = INVOICE.check(current=invoice.status, target=InvoiceStatus.VOID)
+def _invoice_close_locked(
+    *,
+    customer: Customer,
+    invoice: Invoice,
+    target: InvoiceStatus,
+    kind: LedgerTransaction.Kind,
+    debit: LedgerAccount,
+) -> None:
+    """Stop collecting an open invoice: what it was owed leaves receivables for ``debit``."""
+    invoice.status = INVOICE.check(current=invoice.status, target=target)
     invoice.next_payment_attempt_at = None
     invoice.save(update_fields=["status", "next_payment_attempt_at"])
     _ledger_post(
-        kind=LedgerTransaction.Kind.INVOICE_VOIDED,
+        kind=kind,
         customer=customer,
         invoice=invoice,
         occurred_at=clock.now(),
         entries=[
-            (LedgerAccount.REVENUE, Money(invoice.total, invoice.currency)),
+            (debit, Money(invoice.total, invoice.currency)),
             (LedgerAccount.RECEIVABLE, Money(-invoice.total, invoice.currency)),
         ],
     )
 
 
-def invoice_write_off_locked(*, customer: Customer, invoice: Invoice) -> None:
-    """Give up collecting an open invoice; what it was owed moves to bad debt."""
-    invoice.status = INVOICE.check(current=invoice.status, target=InvoiceStatus.UNCOLLECTIBLE)
-    invoice.next_payment_attempt_at = None
-    invoice.save(update_fields=["status", "next_payment_attempt_at"])
-    _ledger_post(
-        kind=LedgerTransaction.Kind.INVOICE_WRITTEN_OFF,
+def invoice_void_locked(*, customer: Customer, invoice: Invoice) -> None:
+    """Cancel an open invoice that is no longer owed; its posting to the ledger is reversed."""
+    _invoice_close_locked(
         customer=customer,
         invoice=invoice,
-        occurred_at=clock.now(),
-        entries=[
-            (LedgerAccount.BAD_DEBT, Money(invoice.total, invoice.currency)),
-            (LedgerAccount.RECEIVABLE, Money(-invoice.total, invoice.currency)),
-        ],
+        target=InvoiceStatus.VOID,
+        kind=LedgerTransaction.Kind.INVOICE_VOIDED,
+        debit=LedgerAccount.REVENUE,
+    )
+
+
+def invoice_write_off_locked(*, customer: Customer, invoice: Invoice) -> None:
+    """Give up collecting an open invoice; what it was owed moves to bad debt."""
+    _invoice_close_locked(
+        customer=customer,
+        invoice=invoice,
+        target=InvoiceStatus.UNCOLLECTIBLE,
+        kind=LedgerTransaction.Kind.INVOICE_WRITTEN_OFF,
+        debit=LedgerAccount.BAD_DEBT,
     )
 
 
