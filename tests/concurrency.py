@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,16 +18,21 @@ def race(task: Callable[[int], Any], workers: int, *, timeout: float = 120) -> l
     barrier = threading.Barrier(workers)
     outcomes: list[Any] = [None] * workers
 
-    def run(index: int) -> None:
+    def run(index: int, context: contextvars.Context) -> None:
         try:
             barrier.wait()
-            outcomes[index] = task(index)
+            outcomes[index] = context.run(task, index)
         except Exception as exc:
             outcomes[index] = exc
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(workers)]
+    # Each thread runs in a copy of the caller's context: a clock frozen by the caller is frozen
+    # in the threads too.
+    threads = [
+        threading.Thread(target=run, args=(index, contextvars.copy_context()))
+        for index in range(workers)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

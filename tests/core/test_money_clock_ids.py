@@ -65,3 +65,33 @@ def test_public_ids_are_prefixed_and_unique():
     assert len(ids) == 1000
     assert all(i.startswith("cus_") and len(i) == 24 for i in ids)
     assert not any(set(i[4:]) & set("ILOU") for i in ids)
+
+
+def test_threads_freezing_the_clock_at_once_leave_it_running_afterwards():
+    import threading
+
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, dt.datetime] = {}
+
+    def first() -> None:
+        with clock.frozen(dt.datetime(2030, 1, 1, tzinfo=dt.UTC)):
+            first_in.set()
+            second_in.wait(5)
+            seen["first"] = clock.now()
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        with clock.frozen(dt.datetime(2040, 1, 1, tzinfo=dt.UTC)):
+            second_in.set()
+            first_out.wait(5)
+            seen["second"] = clock.now()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    # Each thread saw its own frozen time, and neither left it frozen for anyone else.
+    assert (seen["first"].year, seen["second"].year) == (2030, 2040)
+    assert abs(clock.now() - dt.datetime.now(tz=dt.UTC)) < dt.timedelta(seconds=5)
