@@ -110,3 +110,33 @@ def test_retry_delay_grows_and_is_capped():
     assert delays[:3] == [30, 60, 120]
     assert delays == sorted(delays)
     assert max(delays) == 3600
+
+
+def test_a_batch_writes_its_messages_at_once_and_delivers_them_with_one_task(
+    django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        outbox.outbox_enqueue(kind="test.record", payload={"n": 0}, dedupe_key="used")
+        with django_assert_max_num_queries(2), outbox.outbox_batch():
+            for n in range(1, 6):
+                outbox.outbox_enqueue(kind="test.record", payload={"n": n}, dedupe_key=f"b{n}")
+            # A key used twice in the batch keeps its first message; one used before, its own.
+            outbox.outbox_enqueue(kind="test.record", payload={"n": 99}, dedupe_key="b1")
+            outbox.outbox_enqueue(kind="test.record", payload={"n": 98}, dedupe_key="used")
+        assert delivered == []
+    assert len(callbacks) == 2  # the message before the batch, and the batch's one task
+    assert sorted(payload["n"] for payload in delivered) == [0, 1, 2, 3, 4, 5]
+    assert OutboxMessage.objects.filter(status=OutboxMessage.Status.DELIVERED).count() == 6
+
+
+def test_a_batch_that_fails_writes_nothing(django_capture_on_commit_callbacks):
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(KeyError),
+        transaction.atomic(),
+        outbox.outbox_batch(),
+    ):
+        outbox.outbox_enqueue(kind="test.record", payload={"n": 1}, dedupe_key="k1")
+        raise KeyError("boom")
+    assert not OutboxMessage.objects.exists()
+    assert delivered == []

@@ -6,15 +6,19 @@ Each model field uses a named factory below, so migrations can refer to it.
 
 from __future__ import annotations
 
+import base64
 import secrets
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
 _LENGTH = 20  # 100 bits
+# RFC 4648 base32 digit -> the Crockford digit of the same value.
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET)
 
 
 def new_public_id(prefix: str) -> str:
-    body = "".join(secrets.choice(_ALPHABET) for _ in range(_LENGTH))
-    return f"{prefix}_{body}"
+    # 13 random bytes encode to 21 base32 digits; the first 20 carry 100 uniformly random bits.
+    body = base64.b32encode(secrets.token_bytes(13)).decode("ascii")[:_LENGTH]
+    return f"{prefix}_{body.translate(_TO_CROCKFORD)}"
 
 
 def new_usr_id() -> str:

@@ -10,7 +10,9 @@ A handler receives the payload and must be idempotent for its dedupe key: delive
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -49,6 +51,11 @@ def outbox_enqueue(*, kind: str, payload: dict[str, Any], dedupe_key: str) -> Ou
         raise RuntimeError(
             "outbox_enqueue() must run inside the transaction that causes the effect"
         )
+    batch = _batch.get()
+    if batch is not None:
+        message = OutboxMessage(kind=kind, payload=payload, dedupe_key=dedupe_key)
+        batch.append(message)
+        return message
     try:
         with transaction.atomic():
             message = OutboxMessage.objects.create(
@@ -66,6 +73,44 @@ def _schedule(message_id: int) -> None:
     from tollgate.core.tasks import outbox_deliver_task
 
     outbox_deliver_task(message_id)
+
+
+_batch: ContextVar[list[OutboxMessage] | None] = ContextVar("outbox_batch", default=None)
+
+
+@contextmanager
+def outbox_batch() -> Iterator[None]:
+    """Within the block (inside the transaction that causes the effects), ``outbox_enqueue``
+    collects its messages; at the end of the block they are written with one INSERT, a key that
+    was used before or twice in the block keeps its first message, and the new ones are delivered
+    after commit by one worker task. ``outbox_enqueue`` then returns the message as collected, not
+    None for a duplicate key. For the writes of a batch of changes (the billing clock's)."""
+    messages: list[OutboxMessage] = []
+    token = _batch.set(messages)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    unique = list({message.dedupe_key: message for message in reversed(messages)}.values())
+    if not unique:
+        return
+    OutboxMessage.objects.bulk_create(unique, ignore_conflicts=True)
+    keys = [message.dedupe_key for message in unique]
+    # Which are ours to schedule: the rows with these keys not delivered yet (an older pending one
+    # with the same key is harmless to schedule: delivery takes each message once).
+    ids = list(
+        OutboxMessage.objects.filter(
+            dedupe_key__in=keys, status=OutboxMessage.Status.PENDING
+        ).values_list("pk", flat=True)
+    )
+    if ids:
+        transaction.on_commit(lambda: _schedule_many(ids))
+
+
+def _schedule_many(message_ids: list[int]) -> None:
+    from tollgate.core.tasks import outbox_deliver_many_task
+
+    outbox_deliver_many_task(message_ids)
 
 
 def outbox_deliver(*, message_id: int) -> bool:

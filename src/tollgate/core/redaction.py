@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import re
 import uuid
 from collections.abc import Mapping, Set
@@ -132,6 +133,26 @@ def scrub_text(text: str) -> str:
     Passes repeat until nothing changes (at most a few): a redaction can expose a pattern that was
     glued to its neighbour (``4242...4242Bearer abc`` reads as ``[redacted]Bearer abc``).
     """
+    if not text or _PUBLIC_ID.fullmatch(text):
+        return text  # nothing any pattern below can match
+    if len(text) <= _CACHED_LENGTH:
+        return _scrub_text_cached(text)
+    return _scrub_text(text)
+
+
+# Tollgate's own public ids (``inv_`` + 20 Crockford base32 digits): no pattern below matches one.
+_PUBLIC_ID = re.compile(r"[a-z]{2,8}_[0-9A-HJKMNP-TV-Z]{20}")
+# Short texts (keys, statuses, codes) repeat endlessly in logs and audit details: scrubbing is a
+# pure function of the text, so their results are kept.
+_CACHED_LENGTH = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def _scrub_text_cached(text: str) -> str:
+    return _scrub_text(text)
+
+
+def _scrub_text(text: str) -> str:
     for _ in range(4):
         scrubbed = _scrub_text_once(text)
         if scrubbed == text:

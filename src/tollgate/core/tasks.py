@@ -13,6 +13,13 @@ def outbox_deliver_task(message_id: int) -> None:
     outbox.outbox_deliver(message_id=message_id)
 
 
+@db_task()
+def outbox_deliver_many_task(message_ids: list[int]) -> None:
+    """Deliver the messages of one batch of changes (see ``outbox.outbox_batch``)."""
+    for message_id in message_ids:
+        outbox.outbox_deliver(message_id=message_id)
+
+
 @db_periodic_task(crontab(minute="*"))
 def outbox_sweep_task() -> None:
     outbox.outbox_sweep()
