@@ -40,6 +40,7 @@ run: install
 
 # Production-like settings for the deployment checks (values are throwaway, generated per run).
 PROD_ENV = TOLLGATE_ENV=production DEBUG=false ALLOWED_HOSTS=tollgate.example.com \
+	TOLLGATE_ALLOW_SANDBOX_IN_PRODUCTION=true \
 	TOLLGATE_SITE_URL=https://tollgate.example.com REDIS_URL=redis://127.0.0.1:6379/0 \
 	DATABASE_URL=postgres://tollgate@127.0.0.1:5432/tollgate \
 	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') \

@@ -2,9 +2,11 @@ import pytest
 from django.urls import reverse
 
 from tests.billing.conftest import CARD_OK, add_card, new_key
-from tollgate.billing import services
+from tollgate.billing import inbox, services
+from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.models import (
     Customer,
+    InboundEvent,
     Invoice,
     LedgerTransaction,
     PaymentAttempt,
@@ -14,7 +16,16 @@ from tollgate.billing.models import (
 )
 
 pytestmark = pytest.mark.django_db
-MODELS = [Customer, PaymentMethod, Subscription, Invoice, PaymentAttempt, Refund, LedgerTransaction]
+MODELS = [
+    Customer,
+    PaymentMethod,
+    Subscription,
+    Invoice,
+    PaymentAttempt,
+    Refund,
+    LedgerTransaction,
+    InboundEvent,
+]
 
 
 @pytest.fixture
@@ -29,6 +40,10 @@ def staff_client(client, customer, price, staff):
         actor=staff,
         idempotency_key="k",
     )
+    payload, signature = SandboxGateway().event_build(
+        event_type="charge.succeeded", data={"reference": "ch_unknown"}
+    )
+    inbox.event_receive(gateway="sandbox", payload=payload, signature=signature)
     staff.is_superuser = True
     staff.save(update_fields=["is_superuser"])
     client.force_login(staff)

@@ -516,16 +516,26 @@ def test_a_charge_event_ahead_of_the_gateways_state_is_retried_until_it_converge
 
 
 @pytest.mark.django_db
-def test_an_authentication_completed_after_tollgate_gave_up_is_reported_not_overwritten(
+def test_news_of_a_success_after_tollgate_gave_up_is_reported_not_overwritten(
     awaiting_authentication,
     captured_logs: CapturedLogs,  # noqa: F811
     django_capture_on_commit_callbacks,
 ):
     payment = services.payment_action_expire(payment=awaiting_authentication)
     assert payment.status == PaymentStatus.FAILED
-    # The customer still had the bank's page open and completes it.
-    payload, header = SandboxGateway().action_complete(
-        charge_reference=payment.gateway_reference, authenticated=True
+    # A processor that captured the charge after all (its cancellation lost in a race on its
+    # side) and says so.
+    SandboxCharge.objects.filter(reference=payment.gateway_reference).update(
+        status=SandboxCharge.Status.SUCCEEDED, decline_code=""
+    )
+    payload, header = SandboxGateway().event_build(
+        event_type="charge.succeeded",
+        data={
+            "reference": payment.gateway_reference,
+            "idempotency_key": payment.idempotency_key,
+            "status": "succeeded",
+            "decline_code": "",
+        },
     )
     with django_capture_on_commit_callbacks(execute=True):
         inbox.event_receive(gateway="sandbox", payload=payload, signature=header)

@@ -154,8 +154,39 @@ def test_an_expiry_decided_before_the_customer_authenticated_does_not_undo_the_p
     )
     SandboxGateway().action_complete(charge_reference=payment.gateway_reference, authenticated=True)
     services.payment_reconcile(payment=payment)
-    recorded = services._payment_outcome_record(
+    recorded = services.payment_outcome_record(
         payment=payment, result=decided, actor=None, only_from=PaymentStatus.REQUIRES_ACTION
     )
     assert recorded.status == PaymentStatus.SUCCEEDED
     assert ledger_check().ok
+
+
+def test_an_expired_payment_is_canceled_at_the_gateway_so_it_can_no_longer_be_approved(
+    awaiting_renewal,
+):
+    from tollgate.billing.gateways.base import ChargeStatus, GatewayRequestRefused
+
+    _, payment = awaiting_renewal
+    assert run(RENEWAL + dt.timedelta(hours=23)).actions_expired == 1
+    gateway = SandboxGateway()
+    # The customer opens the old authentication link: the gateway no longer lets them approve it.
+    with pytest.raises(GatewayRequestRefused):
+        gateway.action_complete(charge_reference=payment.gateway_reference, authenticated=True)
+    known = gateway.charge_lookup(idempotency_key=payment.idempotency_key)
+    assert known is not None
+    assert (known.status, known.decline_code) == (ChargeStatus.FAILED, "canceled")
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.FAILED
+    assert ledger_check().ok
+
+
+def test_canceling_a_charge_that_was_just_authenticated_keeps_the_payment(awaiting_renewal):
+    from tollgate.billing.gateways.base import ChargeStatus
+
+    _, payment = awaiting_renewal
+    gateway = SandboxGateway()
+    gateway.action_complete(charge_reference=payment.gateway_reference, authenticated=True)
+    # Too late to cancel: the gateway answers with what is true now.
+    assert gateway.charge_cancel(idempotency_key=payment.idempotency_key).status == (
+        ChargeStatus.SUCCEEDED
+    )

@@ -190,7 +190,7 @@ def test_late_news_of_an_earlier_stage_does_not_undo_a_final_outcome(open_invoic
     SandboxGateway().action_complete(charge_reference=payment.gateway_reference, authenticated=True)
     services.payment_reconcile(payment=payment)
     stale = ChargeResult(status=ChargeStatus.REQUIRES_ACTION, reference=payment.gateway_reference)
-    recorded = services._payment_outcome_record(payment=payment, result=stale, actor=None)
+    recorded = services.payment_outcome_record(payment=payment, result=stale, actor=None)
     assert recorded.status == PaymentStatus.SUCCEEDED
     assert LedgerTransaction.objects.filter(kind="payment_captured").count() == 1
 

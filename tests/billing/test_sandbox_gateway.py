@@ -77,6 +77,8 @@ def charge(gateway, customer_ref, token, key="key-1", amount=1500, off_session=T
 def test_the_registry_returns_the_configured_gateway_and_refuses_unknown_ones(settings):
     assert gateway_get().name == "sandbox"
     settings.PAYMENT_GATEWAY = "stripe"
+    assert gateway_get().name == "stripe"
+    settings.PAYMENT_GATEWAY = "paypal"
     from django.core.exceptions import ImproperlyConfigured
 
     with pytest.raises(ImproperlyConfigured, match="not available"):

@@ -166,6 +166,7 @@ def test_production_starts_with_a_safe_configuration(tmp_path):
             "DATABASE_URL": "postgres://tollgate@127.0.0.1:5432/tollgate",
             "REDIS_URL": "redis://127.0.0.1:6379/0",
             "TOLLGATE_METRICS_TOKEN": "t" * 40,
+            "TOLLGATE_ALLOW_SANDBOX_IN_PRODUCTION": "true",
             "TOLLGATE_DATA_DIR": str(tmp_path),
         }
     )

@@ -23,14 +23,14 @@ class UserAdmin(DjangoUserAdmin):
     )
     list_filter = ("is_staff", "is_superuser", "is_active")
     search_fields = ("public_id", "email", "name")
-    readonly_fields = ("public_id", "date_joined", "last_login")
+    readonly_fields = ("public_id", "date_joined", "last_login", "marketing_opt_out_at")
     fieldsets = (
         (None, {"fields": ("public_id", "email", "name", "password")}),
         (
             "Permissions",
             {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
         ),
-        ("Dates", {"fields": ("date_joined", "last_login")}),
+        ("Dates", {"fields": ("date_joined", "last_login", "marketing_opt_out_at")}),
     )
     add_fieldsets = (
         (

@@ -38,6 +38,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=clock.now)
+    # When the account asked for no more marketing email (win-back and the like); transactional
+    # email (receipts, payment notices) is sent regardless.
+    marketing_opt_out_at = models.DateTimeField(null=True, blank=True)
 
     objects = UserManager()
 

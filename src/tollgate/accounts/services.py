@@ -3,12 +3,17 @@ from __future__ import annotations
 import secrets
 
 from allauth.account.models import EmailAddress
+from django.core import signing
 from django.db import transaction
 from django.urls import reverse
 
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
+from tollgate.core import clock
+from tollgate.core.errors import BadRequest
 from tollgate.notifications.services import email_send_template
+
+_UNSUBSCRIBE_SALT = "tollgate.accounts.marketing-unsubscribe"
 
 
 def account_email_verified(*, user: User, email: str) -> None:
@@ -41,3 +46,40 @@ def staff_user_bootstrap(*, email: str) -> tuple[User, str | None]:
         EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
         audit_record(action="account.staff_bootstrapped", target=user)
         return user, password
+
+
+def marketing_unsubscribe_token(*, user: User) -> str:
+    """The signed token of the account's unsubscribe link in marketing email.
+
+    It never expires (an unsubscribe link must keep working) and carries the account's public id
+    encoded and signed with ``SECRET_KEY``, never its primary key or email address.
+    """
+    return signing.dumps({"u": user.public_id}, salt=_UNSUBSCRIBE_SALT)
+
+
+def marketing_unsubscribe_account(*, token: str) -> User:
+    """The account an unsubscribe token was issued for; ``BadRequest`` if the token is not ours."""
+    invalid = BadRequest(
+        "This unsubscribe link is not valid. Copy the whole link from the email, or write to us."
+    )
+    try:
+        payload = signing.loads(token, salt=_UNSUBSCRIBE_SALT)
+    except signing.BadSignature as exc:
+        raise invalid from exc
+    user = User.objects.filter(public_id=payload.get("u", "")).first()
+    if user is None:
+        raise invalid
+    return user
+
+
+def account_marketing_opt_out(*, token: str) -> User:
+    """Stop marketing email to the account of an unsubscribe token. Idempotent: the first opt-out
+    is kept and audited; repeating it changes nothing."""
+    account = marketing_unsubscribe_account(token=token)
+    with transaction.atomic(durable=True):
+        user = User.objects.select_for_update().get(pk=account.pk)
+        if user.marketing_opt_out_at is None:
+            user.marketing_opt_out_at = clock.now()
+            user.save(update_fields=["marketing_opt_out_at"])
+            audit_record(action="account.marketing_opted_out", target=user)
+    return user

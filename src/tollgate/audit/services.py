@@ -25,9 +25,23 @@ def audit_record(
     Call it inside the transaction of the change it records, so both commit or neither does. Details are
     scrubbed of secrets before they are stored.
     """
+    event = audit_event_build(action=action, actor=actor, target=target, details=details)
+    event.save()
+    return event
+
+
+def audit_event_build(
+    *,
+    action: str,
+    actor: Any = None,
+    target: models.Model | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """The event ``audit_record`` appends, not saved yet: for a batch of changes that appends its
+    events with one ``AuditEvent.objects.bulk_create`` in its transaction."""
     request = context.current()
     authenticated = actor is not None and getattr(actor, "is_authenticated", False)
-    return AuditEvent.objects.create(
+    return AuditEvent(
         action=action,
         actor=actor if authenticated else None,
         actor_repr=(getattr(actor, "public_id", "") or str(actor.pk)) if authenticated else "",

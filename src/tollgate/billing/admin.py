@@ -6,11 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
+from tollgate.billing.disputes import dispute_acknowledge
 from tollgate.billing.models import (
     Customer,
+    Dispute,
+    InboundEvent,
     Invoice,
     InvoiceLine,
     LedgerEntry,
@@ -137,3 +140,42 @@ class ReconciliationRunAdmin(ReadOnly, admin.ModelAdmin[ReconciliationRun]):
     list_filter = ("status", "gateway")
     search_fields = ("public_id",)
     exclude = ("actor",)
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(ReadOnly, admin.ModelAdmin[InboundEvent]):
+    """Events received from the gateways: what arrived, whether it was processed, and the error
+    kept when processing failed."""
+
+    list_display = ("event_id", "gateway", "type", "status", "attempts", "received_at")
+    list_filter = ("status", "gateway", "type")
+    search_fields = ("event_id", "type")
+    date_hierarchy = "received_at"
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnly, admin.ModelAdmin[Dispute]):
+    """Chargebacks reported by the gateway, those needing attention first. Evidence is submitted on
+    the gateway's dashboard before the due date; "Mark as seen" clears the flag (audited)."""
+
+    list_display = (
+        "public_id",
+        "needs_attention",
+        "status",
+        "payment",
+        "amount",
+        "currency",
+        "reason",
+        "evidence_due_by",
+        "opened_at",
+    )
+    list_filter = ("needs_attention", "status", "gateway")
+    search_fields = ("public_id", "gateway_reference", "payment__public_id")
+    list_select_related = ("payment",)
+    ordering = ("-needs_attention", "-opened_at")
+    actions = ["mark_seen"]
+
+    @admin.action(description="Mark as seen")
+    def mark_seen(self, request: HttpRequest, queryset: QuerySet[Dispute]) -> None:
+        for dispute in queryset.filter(needs_attention=True):
+            dispute_acknowledge(dispute=dispute, actor=request.user)  # type: ignore[arg-type]

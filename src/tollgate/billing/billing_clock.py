@@ -9,7 +9,8 @@ Work, in this order, each as batches until nothing due is left:
    gateway already has their outcome, and dunning goes on;
 2. subscriptions at the end of their period: renewed (the next period's invoice is created and
    finalized, its charge due as the period begins), ended (cancellation at period end; a trial
-   without a card when ``BILLING_TRIAL_END_WITHOUT_CARD`` is "canceled") or moved to their
+   without a card when its plan, or else ``BILLING_TRIAL_END_WITHOUT_CARD``, says "canceled") or
+   moved to their
    scheduled price;
 3. incomplete subscriptions whose first invoice stayed unpaid for 23 hours: ``incomplete_expired``,
    the invoice voided (as at Stripe);
@@ -39,7 +40,7 @@ from django.db.models import Q, QuerySet
 
 from tollgate.audit.services import audit_record
 from tollgate.billing import periods, services
-from tollgate.billing.conf import billing_settings
+from tollgate.billing.conf import billing_settings, trial_end_without_card
 from tollgate.billing.entitlements import entitlements_changed
 from tollgate.billing.errors import PaymentMethodRequired
 from tollgate.billing.gateways.registry import gateway_get
@@ -51,6 +52,12 @@ from tollgate.billing.models import (
     PaymentMethod,
     Refund,
     Subscription,
+)
+from tollgate.billing.renewals import (
+    PlainRenewal,
+    renewal_charges_send,
+    renewal_is_plain,
+    renewals_begin_locked,
 )
 from tollgate.billing.states import (
     PAYMENT_LIVE,
@@ -208,10 +215,11 @@ def _period_ends(
     *, due_at: dt.datetime, batch_size: int, result: BillingRunResult, skip: set[int]
 ) -> int:
     due = Subscription.objects.filter(status__in=_RENEWING, current_period_end__lte=due_at)
+    gateway_name = gateway_get().name
     with transaction.atomic(durable=True):
         customers = _claim(due, batch_size, skip)
         # The claimed customers' due subscriptions, locked in one query (after their customers, in
-        # pk order), with the prices and plans the renewal reads; and which customers have a card.
+        # pk order), with the prices and plans the renewal reads; and the customers' cards.
         subscriptions = {
             subscription.customer_id: subscription
             for subscription in due.filter(customer__in=customers)
@@ -219,22 +227,56 @@ def _period_ends(
             .select_related("price__plan", "scheduled_price__plan")
             .order_by("pk")
         }
-        with_card = set(
-            PaymentMethod.objects.filter(customer__in=customers, is_default=True).values_list(
-                "customer_id", flat=True
-            )
-        )
+        cards = {
+            method.customer_id: method
+            for method in PaymentMethod.objects.filter(customer__in=customers, is_default=True)
+        }
+        plain, charges = _plain_renewals(customers, subscriptions, cards, gateway_name)
+        result.renewed += len(plain)
         for customer in customers:
             subscription = subscriptions.get(customer.pk)
-            if subscription is not None:
-                has_card = customer.pk in with_card
+            if subscription is not None and customer.pk not in plain:
+                has_card = customer.pk in cards
                 _guarded(
                     customer,
                     skip,
                     result,
                     partial(_period_end, customer, subscription, has_card, result),
                 )
+    renewal_charges_send(charges)
+    result.charged += len(charges)
     return len(customers)
+
+
+def _plain_renewals(
+    customers: list[Customer],
+    subscriptions: dict[int, Subscription],
+    cards: dict[int, PaymentMethod],
+    gateway_name: str,
+) -> tuple[set[int], list[services.PendingCharge]]:
+    """Renew the batch's plain renewals set-wise (``billing.renewals``) in a savepoint; returns
+    the customers done and the charges to send after commit. If that fails, nothing of it stays
+    and every renewal of the batch goes the one-by-one way, where a failure stays with its item."""
+    plain = [
+        PlainRenewal(customer=customer, subscription=subscription, method=cards[customer.pk])
+        for customer in customers
+        if (subscription := subscriptions.get(customer.pk)) is not None
+        and renewal_is_plain(
+            subscription=subscription, method=cards.get(customer.pk), gateway_name=gateway_name
+        )
+    ]
+    try:
+        with transaction.atomic():
+            charges = renewals_begin_locked(renewals=plain, gateway_name=gateway_name)
+    except Exception:
+        log.exception("billing.plain_renewals_failed", customers=len(plain))
+        for renewal in plain:  # undo what the attempt changed in memory
+            renewal.customer.refresh_from_db(fields=["next_invoice_sequence"])
+            renewal.subscription.refresh_from_db(
+                fields=["current_period_start", "current_period_end"]
+            )
+        return set(), []
+    return {renewal.customer.pk for renewal in plain}, charges
 
 
 def _period_end(
@@ -244,7 +286,7 @@ def _period_end(
     ends_without_card = (
         subscription.status == SubscriptionStatus.TRIALING
         and not has_card
-        and billing_settings().trial_end_without_card == SubscriptionStatus.CANCELED
+        and trial_end_without_card(subscription.price.plan) == SubscriptionStatus.CANCELED
     )
     if subscription.cancel_at_period_end or ends_without_card:
         services.subscription_end_locked(

@@ -8,6 +8,8 @@ from enum import StrEnum
 
 from django.conf import settings
 
+from tollgate.catalog.models import Plan
+
 
 class InvoiceNumbering(StrEnum):
     # Prefix + gapless sequence per customer (7F3KQ2AB-0004): finalizations of different customers
@@ -48,3 +50,8 @@ def billing_settings() -> BillingSettings:
         reconciliation_hour=settings.BILLING_RECONCILIATION_HOUR,
         reconciliation_window=dt.timedelta(days=settings.BILLING_RECONCILIATION_DAYS),
     )
+
+
+def trial_end_without_card(plan: Plan) -> str:
+    """What a trial of ``plan`` that ends without a card becomes: the plan's rule, else the setting."""
+    return plan.trial_end_without_card or billing_settings().trial_end_without_card

@@ -20,6 +20,7 @@ import structlog
 from tollgate.billing import services
 from tollgate.billing.gateways.base import SetupStatus
 from tollgate.billing.gateways.registry import gateway_get
+from tollgate.billing.gateways.stripe.events import HANDLERS as STRIPE_HANDLERS
 from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, PaymentMethod
 from tollgate.billing.states import PaymentStatus
 
@@ -98,6 +99,7 @@ HANDLERS: Mapping[str, Mapping[str, Handler]] = {
         "charge.failed": charge_settled,
         "setup_session.succeeded": setup_session_succeeded,
     },
+    "stripe": STRIPE_HANDLERS,
 }
 
 

@@ -31,6 +31,7 @@ from tollgate.core.ids import (
     new_invoice_prefix,
     new_pay_id,
     new_pm_id,
+    new_public_id,
     new_rec_id,
     new_ref_id,
     new_sub_id,
@@ -142,6 +143,16 @@ class Subscription(models.Model):
     ``ended_at`` when the subscription actually ended.
     """
 
+    class CancellationReason(models.TextChoices):
+        """Why the customer asked to cancel (the short survey of the cancel page)."""
+
+        TOO_EXPENSIVE = "too_expensive", "It costs too much"
+        MISSING_FEATURES = "missing_features", "It lacks features I need"
+        SWITCHED_SERVICE = "switched_service", "I moved to another service"
+        NOT_USING = "not_using", "I don't use it enough"
+        TECHNICAL_ISSUES = "technical_issues", "Technical problems"
+        OTHER = "other", "Something else"
+
     public_id = models.CharField(max_length=32, unique=True, default=new_sub_id, editable=False)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="subscriptions")
     price = models.ForeignKey(Price, on_delete=models.PROTECT, related_name="+")
@@ -156,6 +167,11 @@ class Subscription(models.Model):
     scheduled_price = models.ForeignKey(
         Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # The customer's answer to the cancellation survey, kept with ``canceled_at``.
+    cancellation_reason = models.CharField(
+        max_length=24, choices=CancellationReason.choices, blank=True
+    )
+    cancellation_comment = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
@@ -681,6 +697,7 @@ from tollgate.billing.gateways.sandbox.models import (  # noqa: E402, F401
     SandboxRefund,
     SandboxSetupSession,
 )
+from tollgate.billing.gateways.stripe.models import StripeRequest  # noqa: E402, F401
 
 
 class InboundEvent(models.Model):
@@ -800,6 +817,56 @@ class ReconciliationRun(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["started_at"], name="reconciliation_started")]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+
+def new_dsp_id() -> str:
+    return new_public_id("dsp")
+
+
+class Dispute(models.Model):
+    """A chargeback the customer's bank opened against a captured payment, as the gateway reports it.
+
+    Recorded from the gateway's events (``billing.disputes``), once per gateway dispute; its status
+    only moves forward (a late "created" never reopens a closed dispute). ``needs_attention`` flags
+    it to staff until someone has looked at it: evidence is submitted on the gateway's dashboard.
+    """
+
+    class Status(models.TextChoices):
+        WARNING_NEEDS_RESPONSE = "warning_needs_response"
+        WARNING_UNDER_REVIEW = "warning_under_review"
+        WARNING_CLOSED = "warning_closed"
+        NEEDS_RESPONSE = "needs_response"
+        UNDER_REVIEW = "under_review"
+        WON = "won"
+        LOST = "lost"
+
+    public_id = models.CharField(max_length=32, unique=True, default=new_dsp_id, editable=False)
+    gateway = models.CharField(max_length=32)
+    gateway_reference = models.CharField(max_length=255)
+    payment = models.ForeignKey(
+        PaymentAttempt, on_delete=models.PROTECT, null=True, blank=True, related_name="disputes"
+    )
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=32, choices=Status.choices)
+    evidence_due_by = models.DateTimeField(null=True, blank=True)
+    needs_attention = models.BooleanField(default=True)
+    opened_at = models.DateTimeField(default=clock.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            _currency_check("dispute"),
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_reference"], name="dispute_once_per_gateway"
+            ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="dispute_amount_not_negative"),
+        ]
 
     def __str__(self) -> str:
         return self.public_id

@@ -332,16 +332,22 @@ class _Reconciler:
             .order_by("created_at", "pk")
             if refund.public_id not in refunds
         ]
-        earlier_payments = list(
-            self._payments()
+        # An earlier attempt can have its transaction in the window (a customer who authenticated
+        # days later): it is checked once, as listed.
+        earlier_payments = [
+            payment
+            for payment in self._payments()
             .filter(status__in=sorted(_AWAITING), created_at__lt=start)
             .order_by("created_at", "pk")
-        )
-        earlier_refunds = list(
-            self._refunds()
+            if payment.idempotency_key not in charges
+        ]
+        earlier_refunds = [
+            refund
+            for refund in self._refunds()
             .filter(status=RefundStatus.PENDING, created_at__lt=start)
             .order_by("created_at", "pk")
-        )
+            if refund.public_id not in refunds
+        ]
         total = (
             len(charges)
             + len(refunds)

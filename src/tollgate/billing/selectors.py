@@ -25,7 +25,9 @@ from tollgate.billing.states import (
     InvoiceStatus,
     PaymentStatus,
     RefundStatus,
+    SubscriptionStatus,
 )
+from tollgate.core.errors import NotFound
 
 
 def subscription_current(*, customer: Customer) -> Subscription | None:
@@ -160,18 +162,20 @@ def _invoice_problems(
             )
         )
     posted = invoice.status != InvoiceStatus.DRAFT and invoice.total > 0
-    # A paid invoice may have been written off before it was paid, once: then it was reversed.
-    paid_after_write_off = (
+    # A paid or void invoice may have been written off before, once: paid, the write-off was
+    # reversed; voided, the void took it out of bad debt.
+    after_write_off = (
         posted
-        and invoice.status == InvoiceStatus.PAID
+        and invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID)
         and postings[(invoice.pk, LedgerTransaction.Kind.INVOICE_WRITTEN_OFF)] > 0
     )
+    paid_after_write_off = after_write_off and invoice.status == InvoiceStatus.PAID
     # Each posting an invoice should have, by its status; a void or written-off invoice owes nothing.
     expected = {
         LedgerTransaction.Kind.INVOICE_FINALIZED: int(posted),
         LedgerTransaction.Kind.INVOICE_VOIDED: int(posted and invoice.status == InvoiceStatus.VOID),
         LedgerTransaction.Kind.INVOICE_WRITTEN_OFF: int(
-            paid_after_write_off or (posted and invoice.status == InvoiceStatus.UNCOLLECTIBLE)
+            after_write_off or (posted and invoice.status == InvoiceStatus.UNCOLLECTIBLE)
         ),
         LedgerTransaction.Kind.WRITE_OFF_REVERSED: int(paid_after_write_off),
     }
@@ -242,3 +246,118 @@ def _check_payments(report: LedgerReport) -> None:
                 kind="refund_posting_missing", reference=refund.public_id, detail="not posted"
             )
         )
+
+
+# --- Customer pages ---------------------------------------------------------------------------------
+def customer_for(*, user: Any) -> Customer | None:
+    """The billing customer of ``user``, or None before their first billing step (creates nothing)."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return Customer.objects.filter(user_id=user.pk).first()
+
+
+def subscription_overview(*, customer: Customer) -> Subscription | None:
+    """The customer's subscription that has not ended, with its price, plan and any scheduled
+    price loaded (one query)."""
+    return (
+        Subscription.objects.filter(customer=customer)
+        .exclude(status__in=sorted(SUBSCRIPTION_ENDED))
+        .select_related("price__plan", "scheduled_price__plan")
+        .first()
+    )
+
+
+def account_payment_overdue(*, user_id: int) -> bool:
+    """Whether the account's subscription is past due or unpaid: a renewal could not be charged and
+    the customer should fix the card (one query; the banner on every page asks it)."""
+    return Subscription.objects.filter(
+        customer__user_id=user_id,
+        status__in=[SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID],
+    ).exists()
+
+
+def invoices_open(*, customer: Customer) -> list[Invoice]:
+    """The customer's invoices still to be paid, oldest first (what a new card pays at once)."""
+    return list(
+        Invoice.objects.filter(customer=customer, status=InvoiceStatus.OPEN).order_by(
+            "finalized_at", "id"
+        )
+    )
+
+
+def payment_latest(*, subscription: Subscription) -> PaymentAttempt | None:
+    """The latest payment attempt for any of ``subscription``'s invoices (a checkout's outcome)."""
+    return (
+        PaymentAttempt.objects.filter(invoice__subscription=subscription)
+        .select_related("invoice")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class InvoiceReceipt:
+    """An invoice as its receipt shows it: lines, payments and refunds, and what was settled."""
+
+    invoice: Invoice
+    plan_name: str
+    lines: list[InvoiceLine]
+    payments: list[PaymentAttempt]
+    refunds: list[Refund]
+
+    @property
+    def captured(self) -> int:
+        return sum(p.amount for p in self.payments if p.status == PaymentStatus.SUCCEEDED)
+
+    @property
+    def refunded(self) -> int:
+        return sum(r.amount for r in self.refunds if r.status == RefundStatus.SUCCEEDED)
+
+    @property
+    def amount_due(self) -> int:
+        if self.invoice.status != InvoiceStatus.OPEN:
+            return 0
+        return self.invoice.total - self.invoice.amount_paid
+
+
+def invoice_receipt(*, customer: Customer, public_id: str) -> InvoiceReceipt:
+    """The finalized invoice ``public_id`` of ``customer`` with everything its receipt shows (four
+    queries). Another customer's invoice, or a draft, is :class:`NotFound`: its existence is not
+    revealed."""
+    invoice = (
+        Invoice.objects.filter(customer=customer, public_id=public_id)
+        .exclude(status=InvoiceStatus.DRAFT)
+        .select_related("customer", "subscription__price__plan")
+        .first()
+    )
+    if invoice is None:
+        raise NotFound("There is no invoice at this address.")
+    payments = list(
+        PaymentAttempt.objects.filter(invoice=invoice)
+        .select_related("payment_method")
+        .order_by("created_at", "id")
+    )
+    refunds = list(
+        Refund.objects.filter(payment__invoice=invoice)
+        .exclude(status=RefundStatus.FAILED)
+        .order_by("created_at", "id")
+    )
+    subscription = invoice.subscription
+    return InvoiceReceipt(
+        invoice=invoice,
+        plan_name=subscription.price.plan.name if subscription else "",
+        lines=list(InvoiceLine.objects.filter(invoice=invoice).order_by("id")),
+        payments=payments,
+        refunds=refunds,
+    )
+
+
+def invoices_paid_with(*, payment_method: PaymentMethod) -> list[Invoice]:
+    """The invoices a card has paid (a new card pays what was open as soon as it is attached)."""
+    return list(
+        Invoice.objects.filter(
+            payments__payment_method=payment_method, payments__status=PaymentStatus.SUCCEEDED
+        )
+        .distinct()
+        .order_by("finalized_at", "id")
+    )

@@ -28,6 +28,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Required, TypedDict
 
 import structlog
 from django.db import IntegrityError, transaction
@@ -35,8 +36,9 @@ from django.db.models import Max, Q, Sum
 
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
-from tollgate.billing import periods, proration
+from tollgate.billing import periods, previews, proration
 from tollgate.billing.conf import InvoiceNumbering, billing_settings
+from tollgate.billing.emails import billing_links, subscription_confirmation_send
 from tollgate.billing.entitlements import entitlements_changed
 from tollgate.billing.errors import (
     InvoiceImmutable,
@@ -56,6 +58,8 @@ from tollgate.billing.gateways.base import (
     ChargeResult,
     ChargeStatus,
     DeclineKind,
+    GatewayError,
+    GatewayRequestRefused,
     GatewayUnavailable,
     RefundRequest,
     RefundResult,
@@ -162,9 +166,9 @@ def payment_method_attach(
 ) -> PaymentMethod:
     """Save the card of a completed setup session as the customer's default card.
 
-    Attaching the same session again returns the same card. Then, because a new card is the signal
-    that the customer wants to pay, every open invoice of the customer without a payment in progress
-    is charged with it at once (on session: the customer is present).
+    Attaching the same session again returns the same card and charges nothing. A newly saved card
+    is the signal that the customer wants to pay: every open invoice of the customer without a
+    payment in progress is charged with it at once (on session: the customer is present).
     """
     gateway = gateway_get()
     result = gateway.setup_result(session_reference=setup_reference)
@@ -199,6 +203,8 @@ def payment_method_attach(
                 target=method,
                 details={"customer": locked.public_id, "brand": card.brand, "last4": card.last4},
             )
+        else:
+            return method
     for invoice in Invoice.objects.filter(customer=customer, status=InvoiceStatus.OPEN).exclude(
         payments__status__in=sorted(PAYMENT_LIVE)
     ):
@@ -246,8 +252,8 @@ def subscription_start(
     has not ended.
 
     With a trial (``trial`` and the plan has trial days) the subscription is ``trialing`` until the
-    trial ends, nothing is charged now and no card is needed; its billing periods are anchored on the
-    trial's end. Without one it is ``incomplete`` and its first invoice is created and finalized in
+    trial ends and nothing is charged now; a card is needed only if the plan says so
+    (``trial_requires_card``); its billing periods are anchored on the trial's end. Without one it is ``incomplete`` and its first invoice is created and finalized in
     the same transaction, then charged on session: the subscription becomes ``active`` when that
     payment succeeds (at once for a free price) and stays ``incomplete`` otherwise.
 
@@ -285,6 +291,8 @@ def _subscription_start(
             raise SubscriptionExists()
         invoice = None
         if trial_days:
+            if price.plan.trial_requires_card and payment_method_default(customer=locked) is None:
+                raise PaymentMethodRequired("This plan's trial starts once a card is saved.")
             trial_end = now + dt.timedelta(days=trial_days)
             subscription = Subscription.objects.create(
                 customer=locked,
@@ -326,6 +334,8 @@ def _subscription_start(
                 "trial_days": trial_days,
             },
         )
+        if subscription.status == SubscriptionStatus.TRIALING:
+            subscription_confirmation_send(subscription=subscription)
     if invoice is not None and invoice.status == InvoiceStatus.OPEN:
         _invoice_charge(invoice=invoice, off_session=False, actor=actor)
         subscription.refresh_from_db()
@@ -365,6 +375,8 @@ def subscription_cancel(
     prorated_refund: bool = False,
     actor: User | None = None,
     idempotency_key: str,
+    reason: str = "",
+    comment: str = "",
 ) -> Subscription:
     """Cancel a subscription, at the end of its current period or now, and email the customer.
 
@@ -380,8 +392,13 @@ def subscription_cancel(
     ``refund_issue``: reserved on their payments under the row locks in the cancellation's
     transaction, sent to the gateway after commit, posted to the ledger and emailed on success.
 
+    ``reason`` (a ``Subscription.CancellationReason``) and ``comment`` are the customer's answer to
+    the cancellation survey, kept on the subscription.
+
     Done once per ``idempotency_key`` of the customer (see ``subscription_start``).
     """
+    if reason and reason not in Subscription.CancellationReason.values:
+        raise ValidationFailed("Choose one of the listed reasons.", details={"field": "reason"})
     if prorated_refund and at_period_end:
         raise ValidationFailed(
             "A prorated refund is given only when canceling now.",
@@ -395,6 +412,8 @@ def subscription_cancel(
             "subscription": subscription.public_id,
             "at_period_end": at_period_end,
             "prorated_refund": prorated_refund,
+            "reason": reason,
+            "comment": comment,
         },
         result=_SUBSCRIPTION_RESULT,
         work=lambda claim: _subscription_cancel(
@@ -403,6 +422,8 @@ def subscription_cancel(
             prorated_refund=prorated_refund,
             actor=actor,
             claim=claim,
+            reason=reason,
+            comment=comment[:500],
         ),
     )
 
@@ -414,12 +435,15 @@ def _subscription_cancel(
     prorated_refund: bool,
     actor: User | None,
     claim: IdempotencyClaim,
+    reason: str = "",
+    comment: str = "",
 ) -> Subscription:
     now = clock.now()
     refunds: list[Refund] = []
     with transaction.atomic(durable=True):
         locks = lock_subscription(subscription)
         current = locks.subscription
+        current.cancellation_reason, current.cancellation_comment = reason, comment
         if at_period_end:
             if current.status not in _CANCELABLE_AT_PERIOD_END:
                 raise TransitionRefused(
@@ -428,7 +452,14 @@ def _subscription_cancel(
                 )
             current.cancel_at_period_end = True
             current.canceled_at = now
-            current.save(update_fields=["cancel_at_period_end", "canceled_at"])
+            current.save(
+                update_fields=[
+                    "cancel_at_period_end",
+                    "canceled_at",
+                    "cancellation_reason",
+                    "cancellation_comment",
+                ]
+            )
         else:
             SUBSCRIPTION.check(current=current.status, target=SubscriptionStatus.CANCELED)
             invoices = _cancel_invoices_locked(subscription=current, with_paid=prorated_refund)
@@ -453,7 +484,9 @@ def _subscription_cancel(
                 subscription=current, status=SubscriptionStatus.CANCELED, at=now
             )
             current.canceled_at = now
-            current.save(update_fields=["canceled_at"])
+            current.save(
+                update_fields=["canceled_at", "cancellation_reason", "cancellation_comment"]
+            )
         claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
         refunded = sum(refund.amount for refund in refunds)
         audit_record(
@@ -463,6 +496,7 @@ def _subscription_cancel(
             details={
                 "at_period_end": at_period_end,
                 "status": current.status,
+                "reason": reason,
                 "refunded": refunded,
                 "refunds": [refund.public_id for refund in refunds],
             },
@@ -561,6 +595,7 @@ def _cancellation_notify(
         to=customer.email,
         template="billing_subscription_canceled",
         context={
+            **billing_links(),
             "plan": price.plan.name,
             "at_period_end": subscription.cancel_at_period_end,
             "ends_on": f"{subscription.current_period_end:%B %-d, %Y}",
@@ -592,7 +627,15 @@ def subscription_resume(*, subscription: Subscription, actor: User | None = None
             )
         current.cancel_at_period_end = False
         current.canceled_at = None
-        current.save(update_fields=["cancel_at_period_end", "canceled_at"])
+        current.cancellation_reason = current.cancellation_comment = ""
+        current.save(
+            update_fields=[
+                "cancel_at_period_end",
+                "canceled_at",
+                "cancellation_reason",
+                "cancellation_comment",
+            ]
+        )
         audit_record(action="billing.subscription_resumed", actor=actor, target=current)
     return current
 
@@ -644,7 +687,7 @@ def _subscription_change_price(
             raise ValidationFailed("The subscription is already on this price.")
         if price.currency != old.currency:
             raise ValidationFailed("A subscription keeps its currency; choose a price in it.")
-        same_interval = price_months(price) == price_months(old)
+        timing = previews.change_timing(subscription=current, price=price)
         if now >= current.current_period_end:
             raise TransitionRefused(
                 "The current period has ended and is being renewed; try again in a minute.",
@@ -656,11 +699,11 @@ def _subscription_change_price(
                 details={"object": "subscription", "from": current.status},
             )
         invoice = None
-        if not same_interval or price.amount <= old.amount:
+        if timing == previews.ChangeTiming.PERIOD_END:
             current.scheduled_price = price
             current.save(update_fields=["scheduled_price"])
             change = "scheduled"
-        elif current.status == SubscriptionStatus.TRIALING:
+        elif timing == previews.ChangeTiming.TRIAL:
             current.price, current.scheduled_price = price, None
             current.save(update_fields=["price", "scheduled_price"])
             entitlements_changed(customer=locks.customer)
@@ -689,13 +732,8 @@ _CHANGEABLE = frozenset(
 
 def _upgrade_invoice(*, locks: SubscriptionLocks, price: Price, now: dt.datetime) -> Invoice:
     subscription, old = locks.subscription, locks.subscription.price
-    period = periods.Period(
-        start=subscription.current_period_start, end=subscription.current_period_end
-    )
-    prorated = proration.upgrade(
-        old_amount=old.amount, new_amount=price.amount, period=period, at=now
-    )
-    remaining = periods.Period(start=max(now, period.start), end=period.end)
+    amounts = previews.upgrade_proration(subscription=subscription, price=price, at=now)
+    prorated, remaining = amounts.proration, amounts.remaining
     subscription.price, subscription.scheduled_price = price, None
     subscription.save(update_fields=["price", "scheduled_price"])
     invoice = Invoice.objects.create(
@@ -772,41 +810,44 @@ def invoice_draft_for_period_locked(
         period_start=period.start,
         period_end=period.end,
     )
-    invoice_lines_add_locked(
-        invoice=invoice,
-        lines=[
-            LineSpec(
-                kind=InvoiceLine.Kind.PLAN_CHARGE,
-                description=f"{price.plan.name} ({period.start:%Y-%m-%d} to {period.end:%Y-%m-%d})",
-                amount=price.amount,
-                price=price,
-                period=period,
-            )
-        ],
-    )
+    invoice_lines_add_locked(invoice=invoice, lines=[plan_charge_line(price=price, period=period)])
     return invoice
+
+
+def plan_charge_line(*, price: Price, period: periods.Period) -> LineSpec:
+    """The line that charges ``price`` for ``period``."""
+    return LineSpec(
+        kind=InvoiceLine.Kind.PLAN_CHARGE,
+        description=f"{price.plan.name} ({period.start:%Y-%m-%d} to {period.end:%Y-%m-%d})",
+        amount=price.amount,
+        price=price,
+        period=period,
+    )
 
 
 def invoice_lines_add_locked(*, invoice: Invoice, lines: Sequence[LineSpec]) -> None:
     """Add lines to a draft and keep its total equal to the sum of its lines."""
     if invoice.status != InvoiceStatus.DRAFT:
         raise InvoiceImmutable(details={"invoice": invoice.public_id})
-    InvoiceLine.objects.bulk_create(
-        [
-            InvoiceLine(
-                invoice=invoice,
-                kind=line.kind,
-                description=line.description,
-                amount=line.amount,
-                price=line.price,
-                period_start=line.period.start if line.period else None,
-                period_end=line.period.end if line.period else None,
-            )
-            for line in lines
-        ]
-    )
+    InvoiceLine.objects.bulk_create(invoice_line_rows(invoice=invoice, lines=lines))
     invoice.total += sum(line.amount for line in lines)
     invoice.save(update_fields=["total"])
+
+
+def invoice_line_rows(*, invoice: Invoice, lines: Sequence[LineSpec]) -> list[InvoiceLine]:
+    """The rows of ``lines`` on ``invoice``, not saved yet."""
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            kind=line.kind,
+            description=line.description,
+            amount=line.amount,
+            price=line.price,
+            period_start=line.period.start if line.period else None,
+            period_end=line.period.end if line.period else None,
+        )
+        for line in lines
+    ]
 
 
 _LINE_SIGNS = {
@@ -933,11 +974,16 @@ def invoice_finalize_locked(
     if invoice.total == 0:
         invoice_mark_paid_locked(invoice=invoice, subscription=subscription, now=now)
         return
-    _ledger_post(
+    _ledger_post(**invoice_finalized_posting(customer=customer, invoice=invoice, at=now))
+
+
+def invoice_finalized_posting(*, customer: Customer, invoice: Invoice, at: dt.datetime) -> Posting:
+    """What finalizing ``invoice`` posts: its total becomes receivable, earned as revenue."""
+    return Posting(
         kind=LedgerTransaction.Kind.INVOICE_FINALIZED,
         customer=customer,
         invoice=invoice,
-        occurred_at=now,
+        occurred_at=at,
         entries=[
             (LedgerAccount.RECEIVABLE, Money(invoice.total, invoice.currency)),
             (LedgerAccount.REVENUE, Money(-invoice.total, invoice.currency)),
@@ -955,27 +1001,46 @@ def _invoice_number_take(customer: Customer) -> str:
         sequence.next_value = value + 1
         sequence.save(update_fields=["next_value"])
         return f"{conf.invoice_number_prefix}-{value:06d}"
+    number = customer_invoice_number_take(customer)
+    customer.save(update_fields=["next_invoice_sequence"])
+    return number
+
+
+def customer_invoice_number_take(customer: Customer) -> str:
+    """The customer's next invoice number (per-customer numbering), taken on the locked row in
+    memory: the caller saves ``next_invoice_sequence``."""
     value = customer.next_invoice_sequence
     customer.next_invoice_sequence = value + 1
-    customer.save(update_fields=["next_invoice_sequence"])
     return f"{customer.invoice_prefix}-{value:04d}"
 
 
 def invoice_mark_paid_locked(
     *, invoice: Invoice, subscription: Subscription | None, now: dt.datetime
 ) -> None:
-    """Settle the invoice in full; a subscription waiting on payment becomes active."""
-    invoice.status = INVOICE.check(current=invoice.status, target=InvoiceStatus.PAID)
-    invoice.amount_paid = invoice.total
-    invoice.paid_at = now
-    invoice.next_payment_attempt_at = None
-    invoice.save(update_fields=["status", "amount_paid", "paid_at", "next_payment_attempt_at"])
+    """Settle the invoice in full; a subscription waiting on payment becomes active (and is
+    confirmed to the customer when this payment is what starts it)."""
+    invoice_paid_apply(invoice=invoice, now=now)
+    invoice.save(update_fields=INVOICE_PAID_FIELDS)
     if subscription is not None and subscription.status in (
         SubscriptionStatus.INCOMPLETE,
         SubscriptionStatus.PAST_DUE,
         SubscriptionStatus.UNPAID,
     ):
+        starts = subscription.status == SubscriptionStatus.INCOMPLETE
         subscription_move_locked(subscription=subscription, target=SubscriptionStatus.ACTIVE)
+        if starts:
+            subscription_confirmation_send(subscription=subscription)
+
+
+INVOICE_PAID_FIELDS = ["status", "amount_paid", "paid_at", "next_payment_attempt_at"]
+
+
+def invoice_paid_apply(*, invoice: Invoice, now: dt.datetime) -> None:
+    """Mark the invoice paid in full, in memory (the caller saves ``INVOICE_PAID_FIELDS``)."""
+    invoice.status = INVOICE.check(current=invoice.status, target=InvoiceStatus.PAID)
+    invoice.amount_paid = invoice.total
+    invoice.paid_at = now
+    invoice.next_payment_attempt_at = None
 
 
 def _invoice_close_locked(
@@ -986,7 +1051,13 @@ def _invoice_close_locked(
     kind: LedgerTransaction.Kind,
     debit: LedgerAccount,
 ) -> None:
-    """Stop collecting an open invoice: what it was owed leaves receivables for ``debit``."""
+    """Stop collecting an open (or written-off) invoice: what it was owed leaves receivables (or
+    bad debt, where a write-off moved it) for ``debit``."""
+    credit = (
+        LedgerAccount.BAD_DEBT
+        if invoice.status == InvoiceStatus.UNCOLLECTIBLE
+        else LedgerAccount.RECEIVABLE
+    )
     invoice.status = INVOICE.check(current=invoice.status, target=target)
     invoice.next_payment_attempt_at = None
     invoice.save(update_fields=["status", "next_payment_attempt_at"])
@@ -997,13 +1068,14 @@ def _invoice_close_locked(
         occurred_at=clock.now(),
         entries=[
             (debit, Money(invoice.total, invoice.currency)),
-            (LedgerAccount.RECEIVABLE, Money(-invoice.total, invoice.currency)),
+            (credit, Money(-invoice.total, invoice.currency)),
         ],
     )
 
 
 def invoice_void_locked(*, customer: Customer, invoice: Invoice) -> None:
-    """Cancel an open invoice that is no longer owed; its posting to the ledger is reversed."""
+    """Cancel an open or written-off invoice that is no longer owed; its posting to the ledger is
+    reversed (from bad debt for a written-off one)."""
     _invoice_close_locked(
         customer=customer,
         invoice=invoice,
@@ -1106,16 +1178,14 @@ def payment_begin(
     if method is None or method.gateway != gateway_name:
         raise PaymentMethodRequired("Add a card to pay this invoice.")
     number = (invoice.payments.aggregate(last=Max("attempt_number"))["last"] or 0) + 1
-    payment = PaymentAttempt.objects.create(
+    payment = payment_attempt_build(
         invoice=invoice,
-        attempt_number=number,
-        idempotency_key=f"{invoice.public_id}-attempt-{number}",
-        amount=invoice.total,
-        currency=invoice.currency,
-        payment_method=method,
-        gateway=gateway_name,
+        number=number,
+        method=method,
+        gateway_name=gateway_name,
         off_session=off_session,
     )
+    payment.save(force_insert=True)
     if invoice.next_payment_attempt_at is not None:
         invoice.next_payment_attempt_at = None
         invoice.save(update_fields=["next_payment_attempt_at"])
@@ -1126,14 +1196,36 @@ def payment_begin(
         details={"invoice": invoice.public_id, "attempt": number, "amount": payment.amount},
     )
     return PendingCharge(
-        payment=payment, request=_charge_request(payment=payment, invoice=invoice, method=method)
+        payment=payment, request=charge_request_for(payment=payment, invoice=invoice, method=method)
     )
 
 
 _PAYABLE = frozenset({InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE})
 
 
-def _charge_request(
+def payment_attempt_build(
+    *,
+    invoice: Invoice,
+    number: int,
+    method: PaymentMethod | None,
+    gateway_name: str,
+    off_session: bool,
+) -> PaymentAttempt:
+    """Attempt ``number`` at paying ``invoice`` in full, pending, not saved yet; its gateway
+    idempotency key is derived from (invoice, attempt number)."""
+    return PaymentAttempt(
+        invoice=invoice,
+        attempt_number=number,
+        idempotency_key=f"{invoice.public_id}-attempt-{number}",
+        amount=invoice.total,
+        currency=invoice.currency,
+        payment_method=method,
+        gateway=gateway_name,
+        off_session=off_session,
+    )
+
+
+def charge_request_for(
     *, payment: PaymentAttempt, invoice: Invoice, method: PaymentMethod
 ) -> ChargeRequest:
     """The one request an attempt ever sends: rebuilt identically when it is sent again."""
@@ -1151,13 +1243,56 @@ def _charge_request(
 def payment_send(*, charge: PendingCharge, actor: User | None) -> PaymentAttempt:
     """Send a committed pending charge to its gateway (outside any transaction) and record the
     outcome; a timeout or lost connection records ``unknown``."""
+    result = payment_charge_request_send(charge)
+    return payment_outcome_record(payment=charge.payment, result=result, actor=actor)
+
+
+def payment_charge_request_send(charge: PendingCharge) -> ChargeResult | None:
+    """Send a committed pending charge to its gateway (outside any transaction); None when the
+    outcome cannot be known (timeout, lost connection). Records nothing."""
     gateway = gateway_get(charge.payment.gateway)
     try:
-        result: ChargeResult | None = gateway.charge(request=charge.request)
-    except GatewayUnavailable:
+        return gateway.charge(request=charge.request)
+    except (GatewayUnavailable, GatewayRequestRefused) as error:
+        return _charge_error_outcome(charge, error)
+
+
+def payment_charge_requests_send(charges: Sequence[PendingCharge]) -> list[ChargeResult | None]:
+    """``payment_charge_request_send`` for a batch of charges on the configured gateway, sent as
+    one batch (``Gateway.charge_many``); results in the same order."""
+    if not charges:
+        return []
+    gateway = gateway_get()
+    if any(charge.payment.gateway != gateway.name for charge in charges):
+        return [payment_charge_request_send(charge) for charge in charges]
+    answers = gateway.charge_many(requests=[charge.request for charge in charges])
+    return [
+        answer if isinstance(answer, ChargeResult) else _charge_error_outcome(charge, answer)
+        for charge, answer in zip(charges, answers, strict=True)
+    ]
+
+
+def _charge_error_outcome(charge: PendingCharge, error: GatewayError) -> ChargeResult | None:
+    """What a charge that met ``error`` comes to: unknown (None) when the gateway may or may not
+    have processed it; failed when it refused the request."""
+    if not isinstance(error, GatewayRequestRefused):
         log.warning("billing.payment_outcome_unknown", payment=charge.payment.public_id)
-        result = None
-    return _payment_outcome_record(payment=charge.payment, result=result, actor=actor)
+        return None
+    # Not processed, and the same request would be refused again: the attempt fails (soft) and
+    # dunning retries with a new attempt and key. A refusal is a fault to look into.
+    log.error(
+        "billing.payment_refused_by_gateway",
+        payment=charge.payment.public_id,
+        reason=str(error),
+    )
+    return ChargeResult(
+        status=ChargeStatus.FAILED,
+        decline_code=GATEWAY_REFUSED,
+        decline_kind=DeclineKind.SOFT,
+    )
+
+
+GATEWAY_REFUSED = "gateway_refused"
 
 
 def payment_reconcile(*, payment: PaymentAttempt, actor: User | None = None) -> PaymentAttempt:
@@ -1180,12 +1315,12 @@ def payment_reconcile(*, payment: PaymentAttempt, actor: User | None = None) -> 
     except GatewayUnavailable:
         return payment
     if result is not None:
-        return _payment_outcome_record(payment=payment, result=result, actor=actor)
+        return payment_outcome_record(payment=payment, result=result, actor=actor)
     invoice = Invoice.objects.select_related("customer").get(pk=payment.invoice_id)
     method = payment.payment_method
     if method is None:  # an attempt made without a card failed at once; it is never pending
         return payment
-    request = _charge_request(payment=payment, invoice=invoice, method=method)
+    request = charge_request_for(payment=payment, invoice=invoice, method=method)
     return payment_send(charge=PendingCharge(payment=payment, request=request), actor=actor)
 
 
@@ -1196,28 +1331,33 @@ def payment_action_expire(*, payment: PaymentAttempt, actor: User | None = None)
     """Close an attempt that has waited too long for the customer to authenticate it (3-D Secure;
     ``BILLING_PAYMENT_ACTION_EXPIRY_HOURS``, for the billing clock to apply).
 
-    The gateway is asked first, by the attempt's idempotency key: an outcome it has (the customer
-    authenticated at the last moment, or gave up) is recorded as it is. Otherwise the attempt fails
-    with ``authentication_expired``, a soft decline, and dunning goes on as after any decline: a
-    renewal is retried on schedule, a first invoice is left to expire with its subscription. The
-    customer is told, like after any failed payment. When the gateway cannot be reached nothing
-    changes (the next run asks again).
+    The charge is first canceled at the gateway, by the attempt's idempotency key, so that an old
+    authentication link can no longer approve it; the gateway answers with the charge's state, and
+    an outcome it reached first (the customer authenticated at the last moment) is recorded as it
+    is. Otherwise the attempt fails with ``authentication_expired``, a soft decline, and dunning
+    goes on as after any decline: a renewal is retried on schedule, a first invoice is left to
+    expire with its subscription. The customer is told, like after any failed payment. When the
+    gateway cannot be reached nothing changes (the next run tries again).
     """
     if payment.status != PaymentStatus.REQUIRES_ACTION:
         return payment
     try:
-        known = gateway_get(payment.gateway).charge_lookup(idempotency_key=payment.idempotency_key)
+        known: ChargeResult | None = gateway_get(payment.gateway).charge_cancel(
+            idempotency_key=payment.idempotency_key
+        )
     except GatewayUnavailable:
         return payment
-    if known is not None and known.status != ChargeStatus.REQUIRES_ACTION:
-        return _payment_outcome_record(payment=payment, result=known, actor=actor)
+    except GatewayRequestRefused:
+        known = None  # the gateway has no such charge: nothing can approve it
+    if known is not None and known.status == ChargeStatus.SUCCEEDED:
+        return payment_outcome_record(payment=payment, result=known, actor=actor)
     expired = ChargeResult(
         status=ChargeStatus.FAILED,
         reference=payment.gateway_reference,
         decline_code=ACTION_EXPIRED,
         decline_kind=DeclineKind.SOFT,
     )
-    return _payment_outcome_record(
+    return payment_outcome_record(
         payment=payment, result=expired, actor=actor, only_from=PaymentStatus.REQUIRES_ACTION
     )
 
@@ -1227,15 +1367,10 @@ def payment_fail_without_card(*, locks: InvoiceLocks, gateway_name: str) -> Paym
     a failed attempt (soft, ``no_payment_method``) that moves the dunning schedule on."""
     invoice = locks.invoice
     number = (invoice.payments.aggregate(last=Max("attempt_number"))["last"] or 0) + 1
-    payment = PaymentAttempt.objects.create(
-        invoice=invoice,
-        attempt_number=number,
-        idempotency_key=f"{invoice.public_id}-attempt-{number}",
-        amount=invoice.total,
-        currency=invoice.currency,
-        gateway=gateway_name,
-        off_session=True,
+    payment = payment_attempt_build(
+        invoice=invoice, number=number, method=None, gateway_name=gateway_name, off_session=True
     )
+    payment.save(force_insert=True)
     invoice.next_payment_attempt_at = None  # dunning sets the next one, if any
     invoice.save(update_fields=["next_payment_attempt_at"])
     payment.status = PAYMENT.check(current=payment.status, target=PaymentStatus.FAILED)
@@ -1256,14 +1391,14 @@ def payment_fail_without_card(*, locks: InvoiceLocks, gateway_name: str) -> Paym
             "decline": "no_payment_method",
         },
     )
-    _payment_notify(rows)
+    payment_notify(rows)
     return payment
 
 
 _PAYMENT_SETTLED = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED})
 
 
-def _payment_outcome_record(
+def payment_outcome_record(
     *,
     payment: PaymentAttempt,
     result: ChargeResult | None,
@@ -1300,32 +1435,44 @@ def _payment_outcome_record(
             _payment_failed(locks)
         elif target == PaymentStatus.REQUIRES_ACTION:
             _payment_needs_action(locks)
-        audit_record(
-            action=f"billing.payment_{target}",
-            actor=actor,
-            target=current,
-            details={
-                "invoice": locks.invoice.public_id,
-                "amount": current.amount,
-                "decline": current.decline_code,
-                "decline_kind": current.decline_kind,
-            },
-        )
-        _payment_notify(locks, written_off=written_off)
+        audit_record(**payment_outcome_audit(locks=locks, actor=actor))
+        payment_notify(locks, written_off=written_off)
     return current
 
 
+def payment_outcome_audit(*, locks: PaymentLocks, actor: User | None) -> dict[str, Any]:
+    """The audit event of a payment's recorded outcome (the arguments of ``audit_record``)."""
+    payment = locks.payment
+    return {
+        "action": f"billing.payment_{payment.status}",
+        "actor": actor,
+        "target": payment,
+        "details": {
+            "invoice": locks.invoice.public_id,
+            "amount": payment.amount,
+            "decline": payment.decline_code,
+            "decline_kind": payment.decline_kind,
+        },
+    }
+
+
 def _payment_captured(locks: PaymentLocks) -> None:
-    payment, invoice = locks.payment, locks.invoice
+    invoice = locks.invoice
     if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
         _write_off_reverse_locked(customer=locks.customer, invoice=invoice)
     invoice_mark_paid_locked(invoice=invoice, subscription=locks.subscription, now=clock.now())
-    _ledger_post(
+    _ledger_post(**payment_captured_posting(locks=locks, at=clock.now()))
+
+
+def payment_captured_posting(*, locks: PaymentLocks, at: dt.datetime) -> Posting:
+    """What a captured payment posts: the gateway holds the money the invoice was owed."""
+    payment = locks.payment
+    return Posting(
         kind=LedgerTransaction.Kind.PAYMENT_CAPTURED,
         customer=locks.customer,
-        invoice=invoice,
+        invoice=locks.invoice,
         payment=payment,
-        occurred_at=clock.now(),
+        occurred_at=at,
         entries=[
             (LedgerAccount.GATEWAY_CLEARING, Money(payment.amount, payment.currency)),
             (LedgerAccount.RECEIVABLE, Money(-payment.amount, payment.currency)),
@@ -1417,7 +1564,7 @@ _PAYMENT_EMAILS = {
 }
 
 
-def _payment_notify(locks: PaymentLocks, *, written_off: bool = False) -> None:
+def payment_notify(locks: PaymentLocks, *, written_off: bool = False) -> None:
     """Email the customer the outcome. A failed payment of a written-off invoice says only that it
     can still be paid (its subscription's end was told when it ended)."""
     payment, invoice, subscription = locks.payment, locks.invoice, locks.subscription
@@ -1430,6 +1577,7 @@ def _payment_notify(locks: PaymentLocks, *, written_off: bool = False) -> None:
         to=locks.customer.email,
         template=template,
         context={
+            **billing_links(invoice=invoice),
             "invoice_number": invoice.number,
             "amount": Money(payment.amount, payment.currency).format(),
             "card": str(method) if method else "",
@@ -1621,6 +1769,7 @@ def _refund_succeeded(locks: RefundLocks) -> None:
         to=locks.customer.email,
         template="billing_refund_issued",
         context={
+            **billing_links(invoice=locks.invoice),
             "invoice_number": locks.invoice.number,
             "amount": Money(refund.amount, refund.currency).format(),
         },
@@ -1640,27 +1789,238 @@ def _ledger_post(
     refund: Refund | None = None,
 ) -> LedgerTransaction:
     """Post one balanced transaction; refuse it unless its entries sum to zero in every currency."""
-    if not entries or any(money.amount == 0 for _, money in entries):
-        raise ValueError("a ledger transaction needs entries, none of them zero")
-    balance: dict[str, int] = defaultdict(int)
-    for _, money in entries:
-        balance[money.currency] += money.amount
-    if any(balance.values()):
-        raise LedgerUnbalanced(details={"kind": str(kind), "balance": dict(balance)})
-    posted = LedgerTransaction.objects.create(
-        kind=kind,
-        customer=customer,
-        invoice=invoice,
-        payment=payment,
-        refund=refund,
-        occurred_at=occurred_at,
+    [posted] = ledger_post_many(
+        [
+            Posting(
+                kind=kind,
+                customer=customer,
+                invoice=invoice,
+                occurred_at=occurred_at,
+                entries=entries,
+                payment=payment,
+                refund=refund,
+            )
+        ]
+    )
+    return posted
+
+
+class Posting(TypedDict, total=False):
+    """One ledger transaction to post (the arguments of ``_ledger_post``)."""
+
+    kind: Required[LedgerTransaction.Kind]
+    customer: Required[Customer]
+    invoice: Required[Invoice]
+    occurred_at: Required[dt.datetime]
+    entries: Required[Sequence[tuple[LedgerAccount, Money]]]
+    payment: PaymentAttempt | None
+    refund: Refund | None
+
+
+def ledger_post_many(postings: Sequence[Posting]) -> list[LedgerTransaction]:
+    """Post balanced transactions with two statements whatever their number; refuse them all
+    unless each one's entries sum to zero in every currency."""
+    for posting in postings:
+        entries = posting["entries"]
+        if not entries or any(money.amount == 0 for _, money in entries):
+            raise ValueError("a ledger transaction needs entries, none of them zero")
+        balance: dict[str, int] = defaultdict(int)
+        for _, money in entries:
+            balance[money.currency] += money.amount
+        if any(balance.values()):
+            raise LedgerUnbalanced(details={"kind": str(posting["kind"]), "balance": dict(balance)})
+    posted = LedgerTransaction.objects.bulk_create(
+        [
+            LedgerTransaction(
+                kind=posting["kind"],
+                customer=posting["customer"],
+                invoice=posting["invoice"],
+                payment=posting.get("payment"),
+                refund=posting.get("refund"),
+                occurred_at=posting["occurred_at"],
+            )
+            for posting in postings
+        ]
     )
     LedgerEntry.objects.bulk_create(
         [
             LedgerEntry(
-                transaction=posted, account=account, amount=money.amount, currency=money.currency
+                transaction=transaction_row,
+                account=account,
+                amount=money.amount,
+                currency=money.currency,
             )
-            for account, money in entries
+            for transaction_row, posting in zip(posted, postings, strict=True)
+            for account, money in posting["entries"]
         ]
     )
     return posted
+
+
+# --- Staff: extending a subscription -----------------------------------------------------------------
+EXTEND_MAX_DAYS = 366
+_EXTENDABLE = frozenset({SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE})
+
+
+def subscription_extend(
+    *,
+    subscription: Subscription,
+    days: int,
+    reason: str,
+    actor: User,
+    idempotency_key: str | None = None,
+) -> Subscription:
+    """Give a subscription ``days`` (1 to 366) more of its current period, free: by staff, with a
+    reason, audited. No money moves and no status changes.
+
+    The rule: the current period's end moves ``days`` later, and the billing schedule is anchored
+    on that new end (``billing_anchor = current_period_end``), so the next period starts exactly
+    where the extended one ends and keeps the plan's length from there (``periods.py``: the day of
+    the month may change, as it does when an interval change starts a new schedule). Whatever waits
+    for the period end (a renewal, a scheduled plan change, a cancellation at period end) happens
+    at the new end.
+
+    - ``trialing``: the trial is extended; ``trial_end`` moves with the period end (they are one
+      moment during a trial), and the trial converts at the new end as before.
+    - ``active``: the paid period is extended; its invoice stays as it was (finalized invoices
+      never change), and the next renewal invoice starts at the new end.
+    - Any other status is refused (``TransitionRefused``): a past-due, unpaid or incomplete
+      subscription owes an invoice for the period it is in (extending would not settle it), and an
+      ended one has no period left. A period that has already ended is being renewed: refused too.
+
+    With ``idempotency_key`` (a form's single-use token) the extension is done once per key of the
+    customer: submitting the same form again returns the subscription without extending it twice.
+    """
+    if not actor.is_staff:
+        raise PermissionDenied("Only staff can extend subscriptions.")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= EXTEND_MAX_DAYS:
+        raise ValidationFailed(
+            f"Extend by a whole number of days from 1 to {EXTEND_MAX_DAYS}.",
+            details={"field": "days"},
+        )
+    if not reason.strip():
+        raise ValidationFailed("Say why the subscription is extended.", details={"field": "reason"})
+    if idempotency_key is None:
+        return _subscription_extend(
+            subscription=subscription, days=days, reason=reason, actor=actor, claim=None
+        )
+    return idempotent(
+        scope=subscription.customer.public_id,
+        key=idempotency_key,
+        operation="subscription_extend",
+        parameters={"subscription": subscription.public_id, "days": days, "reason": reason},
+        result=_SUBSCRIPTION_RESULT,
+        work=lambda claim: _subscription_extend(
+            subscription=subscription, days=days, reason=reason, actor=actor, claim=claim
+        ),
+    )
+
+
+def _subscription_extend(
+    *,
+    subscription: Subscription,
+    days: int,
+    reason: str,
+    actor: User,
+    claim: IdempotencyClaim | None,
+) -> Subscription:
+    now = clock.now()
+    with transaction.atomic(durable=True):
+        current = lock_subscription(subscription).subscription
+        if current.status not in _EXTENDABLE:
+            raise TransitionRefused(
+                f"A {current.status} subscription cannot be extended; only a trialing or active "
+                "one can.",
+                details={"object": "subscription", "from": current.status},
+            )
+        if now >= current.current_period_end:
+            raise TransitionRefused(
+                "The current period has ended and is being renewed; try again in a minute.",
+                details={"object": "subscription", "from": current.status},
+            )
+        before = {
+            "current_period_end": current.current_period_end.isoformat(),
+            "billing_anchor": current.billing_anchor.isoformat(),
+            "trial_end": current.trial_end.isoformat() if current.trial_end else None,
+        }
+        new_end = current.current_period_end + dt.timedelta(days=days)
+        current.current_period_end = new_end
+        current.billing_anchor = new_end
+        if current.status == SubscriptionStatus.TRIALING:
+            current.trial_end = new_end
+        current.save(update_fields=["current_period_end", "billing_anchor", "trial_end"])
+        if claim is not None:
+            claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
+        audit_record(
+            action="billing.subscription_extended",
+            actor=actor,
+            target=current,
+            details={
+                "days": days,
+                "reason": reason.strip(),
+                "status": current.status,
+                "before": before,
+                "current_period_end": new_end.isoformat(),
+                "trial_end": current.trial_end.isoformat() if current.trial_end else None,
+            },
+        )
+    return current
+
+
+# --- News from the gateway about cards and customers ------------------------------------------------
+def payment_method_card_update(
+    *, payment_method: PaymentMethod, brand: str, last4: str, exp_month: int, exp_year: int
+) -> PaymentMethod:
+    """Keep a saved card's brand, last four digits and expiry as the gateway has them now (the bank
+    renewed the card, or the customer updated it). Unchanged details change nothing."""
+    with transaction.atomic(durable=True):
+        lock_customer(payment_method.customer)
+        method = PaymentMethod.objects.select_for_update().get(pk=payment_method.pk)
+        changed = {
+            name: value
+            for name, value in (
+                ("brand", brand),
+                ("last4", last4),
+                ("exp_month", exp_month),
+                ("exp_year", exp_year),
+            )
+            if getattr(method, name) != value
+        }
+        if not changed:
+            return method
+        for name, value in changed.items():
+            setattr(method, name, value)
+        method.save(update_fields=sorted(changed))
+        audit_record(
+            action="billing.payment_method_updated",
+            target=method,
+            details={"fields": sorted(changed), "brand": method.brand, "last4": method.last4},
+        )
+    return method
+
+
+def customer_gateway_forget(*, customer: Customer, gateway: str, reference: str) -> Customer:
+    """The gateway deleted its customer record (and with it the saved cards): the cards are marked
+    detached and the link is cleared, so the next card setup creates a new gateway customer. A link
+    that has changed since (a new gateway customer) is left alone."""
+    with transaction.atomic(durable=True):
+        locked = lock_customer(customer)
+        if locked.gateway != gateway or locked.gateway_reference != reference:
+            return locked
+        now = clock.now()
+        forgotten = list(
+            PaymentMethod.objects.select_for_update()
+            .filter(customer=locked, gateway=gateway, detached_at__isnull=True)
+            .values_list("public_id", flat=True)
+        )
+        PaymentMethod.objects.filter(customer=locked, public_id__in=forgotten).update(
+            detached_at=now, is_default=False
+        )
+        locked.gateway_reference = ""
+        locked.save(update_fields=["gateway_reference"])
+        audit_record(
+            action="billing.gateway_customer_deleted",
+            target=locked,
+            details={"gateway": gateway, "payment_methods": forgotten},
+        )
+    return locked

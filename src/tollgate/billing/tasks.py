@@ -8,13 +8,22 @@ from huey.contrib.djhuey import db_periodic_task, db_task
 
 from tollgate.billing import inbox
 from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.notices import notices_send
 from tollgate.billing.reconciliation import reconciliation_daily, reconciliation_due
+from tollgate.core import clock
 
 
 @db_periodic_task(crontab(minute="*"))
 def billing_clock_task() -> None:
     """Every minute: renewals, trial ends, expiries, due charges and retries, reconciliation."""
     billing_run()
+
+
+@db_periodic_task(crontab(minute="7"))
+def billing_notices_task() -> None:
+    """Hourly: the notices that are due (trial ending, annual renewal, card expiring, win-back),
+    each sent once (see billing.notices)."""
+    notices_send(now=clock.now())
 
 
 @db_task()

@@ -18,6 +18,11 @@ class Product(models.Model):
         return self.name
 
 
+class TrialEndWithoutCard(models.TextChoices):
+    CANCELED = "canceled", "The subscription ends"
+    INCOMPLETE = "incomplete", "The subscription waits for a card (incomplete)"
+
+
 class Plan(models.Model):
     """A tier: what a customer is entitled to (features on/off, numeric limits) and its trial."""
 
@@ -29,6 +34,18 @@ class Plan(models.Model):
     features = models.JSONField(default=dict, blank=True, help_text="feature code -> true/false")
     limits = models.JSONField(default=dict, blank=True, help_text="limit code -> integer")
     trial_days = models.PositiveIntegerField(default=0)
+    trial_requires_card = models.BooleanField(
+        default=False, help_text="A card must be saved before the trial starts"
+    )
+    trial_end_without_card = models.CharField(
+        max_length=16,
+        choices=TrialEndWithoutCard.choices,
+        blank=True,
+        help_text=(
+            "What a trial that ends without a card becomes; blank: the installation's setting "
+            "(TOLLGATE_TRIAL_END_WITHOUT_CARD)"
+        ),
+    )
     display_order = models.PositiveIntegerField(default=0)
     active = models.BooleanField(default=True)
 

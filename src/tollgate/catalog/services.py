@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 
 from tollgate.audit.services import audit_record
-from tollgate.catalog.models import Plan, Price, Product
+from tollgate.catalog.models import Plan, Price, Product, TrialEndWithoutCard
 from tollgate.core.errors import ValidationFailed
 from tollgate.core.money import validate_currency
 
@@ -127,6 +127,8 @@ def _load_plan(
         "features": features,
         "limits": limits,
         "trial_days": int(raw.get("trial_days", 0)),
+        "trial_requires_card": _require_bool(raw, "trial_requires_card", where),
+        "trial_end_without_card": _trial_end_rule(raw, where),
         "display_order": int(raw.get("display_order", index)),
         "active": raw.get("active", True),
     }
@@ -150,6 +152,21 @@ def _load_plan(
             plan=plan, amount=amount, currency=currency, interval=interval, interval_count=count
         )
         result.created.append(f"price {code} {amount} {currency}/{count} {interval}")
+
+
+def _require_bool(raw: dict[str, Any], key: str, where: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise ValidationFailed(f"{where}: {key} must be true or false.")
+    return value
+
+
+def _trial_end_rule(raw: dict[str, Any], where: str) -> str:
+    value = raw.get("trial_end_without_card", "")
+    if value not in ("", *TrialEndWithoutCard.values):
+        allowed = ", ".join(repr(choice) for choice in TrialEndWithoutCard.values)
+        raise ValidationFailed(f"{where}: trial_end_without_card must be one of {allowed}.")
+    return str(value)
 
 
 def catalog_load_file(*, path: Path, actor: Any = None) -> CatalogLoadResult:

@@ -69,3 +69,56 @@ def production_problems(
             "TOLLGATE_METRICS_TOKEN must be set (32+ characters): /metrics is not public in production."
         )
     return problems
+
+
+def payment_gateway_problems(
+    *,
+    gateway: str,
+    production: bool,
+    allow_sandbox: bool,
+    stripe_secret_key: str,
+    stripe_publishable_key: str,
+    stripe_webhook_secrets: list[str],
+    stripe_allow_test_keys: bool,
+    stripe_urls: list[str],
+) -> list[str]:
+    """Every reason the payment configuration is unsafe for the profile: the offline sandbox in
+    production, test keys in production or live keys anywhere else, Stripe without its keys."""
+    problems: list[str] = []
+    if gateway == "sandbox" and production and not allow_sandbox:
+        problems.append(
+            "TOLLGATE_GATEWAY=sandbox takes no real payments; use stripe in production, or set"
+            " TOLLGATE_ALLOW_SANDBOX_IN_PRODUCTION=true for a demonstration installation."
+        )
+    if gateway != "stripe":
+        return problems
+    if not stripe_secret_key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+        problems.append(
+            "TOLLGATE_STRIPE_SECRET_KEY must be a Stripe secret (sk_) or restricted (rk_) key."
+        )
+    if not stripe_publishable_key.startswith(("pk_test_", "pk_live_")):
+        problems.append("TOLLGATE_STRIPE_PUBLISHABLE_KEY must be a Stripe publishable key (pk_).")
+    if not stripe_webhook_secrets or not all(
+        secret.startswith("whsec_") for secret in stripe_webhook_secrets
+    ):
+        problems.append(
+            "TOLLGATE_STRIPE_WEBHOOK_SECRETS must list the endpoint's signing secrets (whsec_)."
+        )
+    keys = (stripe_secret_key, stripe_publishable_key)
+    live = any("_live_" in key[:8] for key in keys)
+    test = any("_test_" in key[:8] for key in keys)
+    if live and test:
+        problems.append("The Stripe keys mix test mode and live mode; use keys of one mode.")
+    if production and test and not stripe_allow_test_keys:
+        problems.append(
+            "The Stripe keys are test-mode keys: production takes no real payments with them. Use"
+            " live keys, or set TOLLGATE_STRIPE_ALLOW_TEST_KEYS_IN_PRODUCTION=true for staging."
+        )
+    if not production and live:
+        problems.append(
+            "The Stripe keys are live-mode keys outside production: use test-mode keys here."
+        )
+    for url in stripe_urls:
+        if not url.startswith("https://") and (production or not url.startswith("http://")):
+            problems.append(f"The Stripe address {url!r} must be an https:// URL.")
+    return problems

@@ -16,7 +16,7 @@ import dj_database_url
 import django_stubs_ext
 
 from tollgate.config.env import Env
-from tollgate.config.production import production_problems
+from tollgate.config.production import payment_gateway_problems, production_problems
 from tollgate.security.conf import (
     parse_csp_extra,
     parse_rate_overrides,
@@ -125,6 +125,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tollgate.web.context_processors.branding",
+                "tollgate.web.context_processors.billing_alerts",
             ],
         },
     },
@@ -369,6 +370,49 @@ MAIL_ECHO_LINKS = env.bool("TOLLGATE_MAIL_ECHO_LINKS", TOLLGATE_ENV == "developm
 
 # --- Payments -----------------------------------------------------------------------------------------
 PAYMENT_GATEWAY = env.choice("TOLLGATE_GATEWAY", ("sandbox", "stripe"), "sandbox")
+# Production runs the offline sandbox only when asked to explicitly (a demo installation).
+ALLOW_SANDBOX_IN_PRODUCTION = env.bool("TOLLGATE_ALLOW_SANDBOX_IN_PRODUCTION", False)
+
+# --- Stripe gateway -----------------------------------------------------------------------------------
+# Keys from the Stripe dashboard: a secret (sk_) or restricted (rk_) key for the server, the
+# publishable key (pk_) for Stripe.js on the card page, and the signing secrets (whsec_) of the
+# webhook endpoint; several at once while a secret is rolled (old and new both accepted).
+STRIPE_SECRET_KEY = env.str("TOLLGATE_STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = env.str("TOLLGATE_STRIPE_PUBLISHABLE_KEY", "")
+STRIPE_WEBHOOK_SECRETS = env.list("TOLLGATE_STRIPE_WEBHOOK_SECRETS", [])
+# Where the SDK sends its requests and where Stripe.js is loaded from (a local Stripe stand-in in
+# tests); both origins are added to the Content-Security-Policy while Stripe is the gateway.
+STRIPE_API_BASE = env.str("TOLLGATE_STRIPE_API_BASE", "https://api.stripe.com").rstrip("/")
+STRIPE_JS_URL = env.str("TOLLGATE_STRIPE_JS_URL", "https://js.stripe.com/v3/")
+# Test-mode keys in production (a staging installation that never takes real money).
+STRIPE_ALLOW_TEST_KEYS_IN_PRODUCTION = env.bool(
+    "TOLLGATE_STRIPE_ALLOW_TEST_KEYS_IN_PRODUCTION", False
+)
+env.problems.extend(
+    payment_gateway_problems(
+        gateway=PAYMENT_GATEWAY,
+        production=PRODUCTION,
+        allow_sandbox=ALLOW_SANDBOX_IN_PRODUCTION,
+        stripe_secret_key=STRIPE_SECRET_KEY,
+        stripe_publishable_key=STRIPE_PUBLISHABLE_KEY,
+        stripe_webhook_secrets=STRIPE_WEBHOOK_SECRETS,
+        stripe_allow_test_keys=STRIPE_ALLOW_TEST_KEYS_IN_PRODUCTION,
+        stripe_urls=[STRIPE_API_BASE, STRIPE_JS_URL],
+    )
+)
+if PAYMENT_GATEWAY == "stripe":
+    for _directive, _url in (
+        ("script-src", STRIPE_JS_URL),
+        ("frame-src", STRIPE_JS_URL),
+        ("connect-src", STRIPE_API_BASE),
+    ):
+        _origin = "{0.scheme}://{0.netloc}".format(urlsplit(_url))
+        _sources = CSP_EXTRA.setdefault(_directive, [])
+        if _origin not in _sources:
+            _sources.append(_origin)
+    if urlsplit(STRIPE_JS_URL).netloc == "js.stripe.com":
+        # Stripe.js opens the bank's 3-D Secure page in a frame served from hooks.stripe.com.
+        CSP_EXTRA.setdefault("frame-src", []).append("https://hooks.stripe.com")
 
 # --- Billing --------------------------------------------------------------------------------------
 # Invoice numbers: "customer" = prefix + gapless sequence per customer (7F3KQ2AB-0004), so workers

@@ -12,7 +12,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("sandbox/", include("tollgate.billing.gateways.sandbox.urls")),
+    path("stripe/", include("tollgate.billing.gateways.stripe.urls")),
     path("webhooks/", include("tollgate.billing.webhooks")),
+    path("billing/", include("tollgate.web.billing_urls")),
+    path("staff/", include("tollgate.web.staff_urls")),
     path("", include("tollgate.web.urls")),
 ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 # ISO 4217 minor-unit exponents that differ from 2 (the rest use 2).
 _EXPONENTS = {
@@ -89,3 +90,33 @@ class Money:
 
     def __str__(self) -> str:
         return self.format()
+
+
+def money_from_major_units(text: str, currency: str) -> Money:
+    """``money_from_major_units("12.50", "USD")`` -> ``Money(1250, "USD")``: an amount typed in
+    major units, parsed exactly (``Decimal``, never a float) to the currency's minor units.
+
+    Accepts digits with at most the currency's number of decimals (``"12"``, ``"12.5"``,
+    ``"12.50"``; ``"1,250.00"`` with thousands separators); refuses anything else with a
+    ``ValueError`` whose message says what to type: a sign, an exponent, more decimals than the
+    currency has (``"12.505"`` in USD, ``"5.5"`` in JPY), or not a number at all.
+    """
+    code = validate_currency(currency)
+    exponent = currency_exponent(code)
+    cleaned = text.strip().replace(",", "")
+    if cleaned.startswith("-"):
+        raise ValueError("Enter an amount above zero.")
+    if not cleaned or not all(
+        (char.isascii() and char.isdigit()) or char == "." for char in cleaned
+    ):
+        raise ValueError("Enter an amount as a number, like 12.50.")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation as exc:
+        raise ValueError("Enter an amount as a number, like 12.50.") from exc
+    minor = value.scaleb(exponent)
+    if minor != minor.to_integral_value():
+        if not exponent:
+            raise ValueError(f"{code} amounts are whole numbers, without decimals.")
+        raise ValueError(f"{code} amounts have at most {exponent} decimal places.")
+    return Money(int(minor), code)

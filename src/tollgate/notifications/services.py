@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -9,6 +10,7 @@ import structlog
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
+from django.urls import get_script_prefix, reverse
 from django.utils.html import escape, linebreaks
 
 from tollgate.core import outbox
@@ -22,6 +24,19 @@ _URL = re.compile(r"(https?://[^\s<>\"']+)")
 
 def _brand_context() -> dict[str, Any]:
     return {"brand": settings.TOLLGATE_BRAND, "site_url": settings.SITE_URL}
+
+
+def absolute_url(name: str, *args: str) -> str:
+    """The absolute address of the route ``name`` (for links in emails): ``SITE_URL`` + its path."""
+    path = reverse(name, args=args) if args else _route_path(name, get_script_prefix())
+    return f"{settings.SITE_URL}{path}"
+
+
+@functools.lru_cache(maxsize=256)
+def _route_path(name: str, script_prefix: str) -> str:
+    # A route without arguments always has the same path (for a given script prefix); emails sent
+    # in batches link to the same few pages thousands of times.
+    return reverse(name)
 
 
 def html_from_text(*, subject: str, text: str) -> str:
@@ -43,23 +58,49 @@ def email_render(*, template: str, context: dict[str, Any]) -> tuple[str, str, s
 
 
 def email_enqueue(
-    *, to: str, subject: str, text: str, html: str, template: str, dedupe_key: str
+    *,
+    to: str,
+    subject: str,
+    text: str,
+    html: str,
+    template: str,
+    dedupe_key: str,
+    headers: dict[str, str] | None = None,
 ) -> OutboxMessage | None:
-    """Queue a rendered email in the current transaction; it is sent once after commit."""
-    return outbox.outbox_enqueue(
-        kind="email",
-        dedupe_key=dedupe_key,
-        payload={"to": to, "subject": subject, "text": text, "html": html, "template": template},
-    )
+    """Queue a rendered email in the current transaction; it is sent once after commit.
+
+    ``headers`` are extra message headers (for example ``List-Unsubscribe`` on marketing email).
+    """
+    payload: dict[str, Any] = {
+        "to": to,
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "template": template,
+    }
+    if headers:
+        payload["headers"] = headers
+    return outbox.outbox_enqueue(kind="email", dedupe_key=dedupe_key, payload=payload)
 
 
 def email_send_template(
-    *, to: str, template: str, context: dict[str, Any], dedupe_key: str
+    *,
+    to: str,
+    template: str,
+    context: dict[str, Any],
+    dedupe_key: str,
+    headers: dict[str, str] | None = None,
 ) -> OutboxMessage | None:
     """Render a Tollgate email template and queue it (see :func:`email_enqueue`)."""
     subject, text, html = email_render(template=template, context=context)
     return email_enqueue(
-        to=to, subject=subject, text=text, html=html, template=template, dedupe_key=dedupe_key
+        to=to,
+        subject=subject,
+        text=text,
+        html=html,
+        template=template,
+        dedupe_key=dedupe_key,
+        headers=headers,
     )
 
 
@@ -71,7 +112,7 @@ def email_deliver(payload: dict[str, Any]) -> dict[str, Any]:
         body=payload["text"],
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[payload["to"]],
-        headers={"Auto-Submitted": "auto-generated"},
+        headers={"Auto-Submitted": "auto-generated", **payload.get("headers", {})},
     )
     if payload.get("html"):
         message.attach_alternative(payload["html"], "text/html")

@@ -5,6 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
+from tollgate.billing.selectors import account_payment_overdue
+
 
 def branding(request: HttpRequest) -> dict[str, Any]:
     return {
@@ -12,3 +14,20 @@ def branding(request: HttpRequest) -> dict[str, Any]:
         "test_mode": settings.PAYMENT_GATEWAY == "sandbox",
         "csp_nonce": getattr(request, "csp_nonce", ""),
     }
+
+
+def billing_alerts(request: HttpRequest) -> dict[str, Any]:
+    """``payment_overdue`` for the past-due banner of every page. Lazy: a template calls it only
+    for a signed-in account (one query); anonymous pages never ask."""
+    cached: list[bool] = []
+
+    def payment_overdue() -> bool:
+        if not cached:
+            user = getattr(request, "user", None)
+            cached.append(
+                bool(user is not None and user.is_authenticated)
+                and account_payment_overdue(user_id=user.pk)  # type: ignore[union-attr]
+            )
+        return cached[0]
+
+    return {"payment_overdue": payment_overdue}

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tollgate.web import views
+from tollgate.web import email_views, views
 
 app_name = "web"
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("pricing/", views.pricing, name="pricing"),
     path("account/", views.account, name="account"),
+    path("email/unsubscribe/<str:token>/", email_views.unsubscribe, name="email_unsubscribe"),
 ]

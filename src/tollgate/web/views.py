@@ -5,6 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from tollgate.billing.selectors import customer_for, subscription_overview
 from tollgate.catalog.selectors import plans_for_sale
 
 
@@ -21,7 +22,13 @@ def pricing(request: HttpRequest) -> HttpResponse:
         price = next((p for p in plan.prices.all() if p.interval == interval), None)
         if price is not None:
             plans.append((plan, price))
-    return render(request, "web/pricing.html", {"plans": plans, "interval": interval})
+    customer = customer_for(user=request.user)
+    subscription = subscription_overview(customer=customer) if customer else None
+    return render(
+        request,
+        "web/pricing.html",
+        {"plans": plans, "interval": interval, "subscription": subscription},
+    )
 
 
 @require_safe

@@ -14,7 +14,7 @@ idempotency key reused for a different request) raises :class:`GatewayRequestRef
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -197,6 +197,11 @@ class Gateway(Protocol):
         """The state of a setup session and, once it succeeded, the saved card."""
         ...
 
+    def setup_return_reference(self, *, query: Mapping[str, str]) -> str:
+        """The setup session's reference in the query of the return URL the hosted form sends the
+        customer back to (each gateway names that parameter its own way); "" when it is absent."""
+        ...
+
     def payment_method_detach(self, *, token: str) -> None:
         """Forget a saved card; later charges with it fail. Detaching twice is harmless."""
         ...
@@ -205,8 +210,22 @@ class Gateway(Protocol):
         """Charge a saved card. The same key with the same request returns the first result."""
         ...
 
+    def charge_many(
+        self, *, requests: Sequence[ChargeRequest]
+    ) -> list[ChargeResult | GatewayError]:
+        """``charge`` for each request, as one batch (the billing clock's renewals): in the same
+        order, the result or the error that request met. Sent as the gateway allows (the sandbox
+        records a batch at once; an HTTP gateway sends a bounded number concurrently)."""
+        ...
+
     def charge_lookup(self, *, idempotency_key: str) -> ChargeResult | None:
         """What happened to the charge sent with this key; None if the gateway never received it."""
+        ...
+
+    def charge_cancel(self, *, idempotency_key: str) -> ChargeResult:
+        """Cancel the charge sent with this key while it still awaits the customer's authentication,
+        so that it can no longer be approved; returns its state afterwards (failed, or the outcome
+        it reached first). Refused (:class:`GatewayRequestRefused`) for a key never received."""
         ...
 
     def refund(self, *, request: RefundRequest) -> RefundResult:

@@ -8,7 +8,10 @@ from django.utils.module_loading import import_string
 
 from tollgate.billing.gateways.base import Gateway
 
-ADAPTERS = {"sandbox": "tollgate.billing.gateways.sandbox.adapter.SandboxGateway"}
+ADAPTERS = {
+    "sandbox": "tollgate.billing.gateways.sandbox.adapter.SandboxGateway",
+    "stripe": "tollgate.billing.gateways.stripe.adapter.StripeGateway",
+}
 
 
 def gateway_get(name: str | None = None) -> Gateway:

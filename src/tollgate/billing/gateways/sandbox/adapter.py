@@ -28,10 +28,11 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
@@ -42,6 +43,7 @@ from tollgate.billing.gateways.base import (
     ChargeStatus,
     DeclineKind,
     EventRejected,
+    GatewayError,
     GatewayEvent,
     GatewayRequestRefused,
     GatewayTransaction,
@@ -89,6 +91,8 @@ _CHARGE_DECLINES = {
     CardBehaviour.DECLINES_AFTER_ATTACH: "generic_decline",
     CardBehaviour.DECLINES_STOLEN: "stolen_card",
 }
+# A charge canceled while it awaited authentication (Stripe: a canceled PaymentIntent).
+CHARGE_CANCELED = "canceled"
 
 
 def luhn_valid(number: str) -> bool:
@@ -104,6 +108,18 @@ def luhn_valid(number: str) -> bool:
 
 def _fingerprint(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def _charge_fingerprint(request: ChargeRequest) -> str:
+    return _fingerprint(
+        {
+            "customer": request.customer_reference,
+            "card": request.payment_method_token,
+            "amount": request.amount,
+            "currency": request.currency,
+            "off_session": request.off_session,
+        }
+    )
 
 
 def _site_url(path: str) -> str:
@@ -220,6 +236,10 @@ class SandboxGateway:
             failure_code=session.failure_code,
         )
 
+    def setup_return_reference(self, *, query: Mapping[str, str]) -> str:
+        # The hosted form appends ``setup_session`` (see ``hosted.return_url_for``).
+        return str(query.get("setup_session", ""))
+
     def payment_method_detach(self, *, token: str) -> None:
         SandboxCard.objects.filter(token=token, detached_at__isnull=True).update(
             detached_at=clock.now()
@@ -227,45 +247,76 @@ class SandboxGateway:
 
     # --- Charges ------------------------------------------------------------------------------------
     def charge(self, *, request: ChargeRequest) -> ChargeResult:
-        if request.amount <= 0:
-            raise GatewayRequestRefused("the amount must be positive")
-        fingerprint = _fingerprint(
-            {
-                "customer": request.customer_reference,
-                "card": request.payment_method_token,
-                "amount": request.amount,
-                "currency": request.currency,
-                "off_session": request.off_session,
-            }
-        )
-        # Like a processor, the sandbox answers a new key with one write: the charge is recorded
-        # (the unique key refuses a second one) and only a replay reads the first answer.
-        card = SandboxCard.objects.filter(
-            token=request.payment_method_token,
-            customer_reference=request.customer_reference,
-            detached_at__isnull=True,
-        ).first()
-        status, code = self._charge_outcome(card)
-        charge = SandboxCharge(
-            idempotency_key=request.idempotency_key,
-            request_fingerprint=fingerprint,
-            customer_reference=request.customer_reference,
-            card_token=request.payment_method_token,
-            amount=request.amount,
-            currency=request.currency,
-            off_session=request.off_session,
-            status=status,
-            decline_code=code,
-            needed_action=status == SandboxCharge.Status.REQUIRES_ACTION,
-        )
-        if _insert_once(charge):
-            if card is not None and card.behaviour == CardBehaviour.TIMES_OUT:
-                raise GatewayUnavailable("sandbox: the response to this charge was lost")
-            existing = charge
-        else:  # the key was seen before (a replay, or a concurrent request that won)
-            existing = SandboxCharge.objects.get(idempotency_key=request.idempotency_key)
-        if existing.request_fingerprint != fingerprint:
-            raise GatewayRequestRefused(
+        [answer] = self.charge_many(requests=[request])
+        if isinstance(answer, GatewayError):
+            raise answer
+        return answer
+
+    def charge_many(
+        self, *, requests: Sequence[ChargeRequest]
+    ) -> list[ChargeResult | GatewayError]:
+        # Like a processor, the sandbox answers new keys with one write: the charges are recorded
+        # (the unique key refuses a second one) and only replays read the first answers. A batch
+        # takes three statements: the cards, the inserts, and the stored rows read back.
+        cards = {
+            (card.token, card.customer_reference): card
+            for card in SandboxCard.objects.filter(
+                token__in={request.payment_method_token for request in requests},
+                detached_at__isnull=True,
+            )
+        }
+        rows: list[tuple[ChargeRequest, SandboxCard | None, SandboxCharge | None]] = []
+        for request in requests:
+            if request.amount <= 0:
+                rows.append((request, None, None))
+                continue
+            card = cards.get((request.payment_method_token, request.customer_reference))
+            status, code = self._charge_outcome(card)
+            charge = SandboxCharge(
+                idempotency_key=request.idempotency_key,
+                request_fingerprint=_charge_fingerprint(request),
+                customer_reference=request.customer_reference,
+                card_token=request.payment_method_token,
+                amount=request.amount,
+                currency=request.currency,
+                off_session=request.off_session,
+                status=status,
+                decline_code=code,
+                needed_action=status == SandboxCharge.Status.REQUIRES_ACTION,
+            )
+            rows.append((request, card, charge))
+        new = [charge for _, _, charge in rows if charge is not None]
+        if transaction.get_connection().in_atomic_block:
+            with transaction.atomic():
+                SandboxCharge.objects.bulk_create(new, ignore_conflicts=True)
+        else:
+            SandboxCharge.objects.bulk_create(new, ignore_conflicts=True)
+        stored = {
+            charge.idempotency_key: charge
+            for charge in SandboxCharge.objects.filter(
+                idempotency_key__in=[charge.idempotency_key for charge in new]
+            )
+        }
+        return [
+            self._charge_answer(request, card, charge, stored) for request, card, charge in rows
+        ]
+
+    def _charge_answer(
+        self,
+        request: ChargeRequest,
+        card: SandboxCard | None,
+        charge: SandboxCharge | None,
+        stored: dict[str, SandboxCharge],
+    ) -> ChargeResult | GatewayError:
+        if charge is None:
+            return GatewayRequestRefused("the amount must be positive")
+        existing = stored[request.idempotency_key]
+        first = existing.reference == charge.reference  # this request's insert made the row
+        if first and card is not None and card.behaviour == CardBehaviour.TIMES_OUT:
+            return GatewayUnavailable("sandbox: the response to this charge was lost")
+        # Not the first: the key was seen before (a replay, or a concurrent request that won).
+        if existing.request_fingerprint != charge.request_fingerprint:
+            return GatewayRequestRefused(
                 "this idempotency key was used for a different charge request"
             )
         return self._charge_result(existing, first=True)
@@ -293,6 +344,21 @@ class SandboxGateway:
         charge = SandboxCharge.objects.filter(idempotency_key=idempotency_key).first()
         if charge is None:
             return None
+        return self._charge_result(charge, first=False)
+
+    def charge_cancel(self, *, idempotency_key: str) -> ChargeResult:
+        with transaction.atomic():
+            charge = (
+                SandboxCharge.objects.select_for_update()
+                .filter(idempotency_key=idempotency_key)
+                .first()
+            )
+            if charge is None:
+                raise GatewayRequestRefused("no charge with this idempotency key")
+            if charge.status == SandboxCharge.Status.REQUIRES_ACTION:
+                charge.status = SandboxCharge.Status.FAILED
+                charge.decline_code = CHARGE_CANCELED
+                charge.save(update_fields=["status", "decline_code"])
         return self._charge_result(charge, first=False)
 
     def action_complete(self, *, charge_reference: str, authenticated: bool) -> tuple[bytes, str]:
@@ -462,23 +528,6 @@ class SandboxGateway:
         ):
             raise EventRejected("event body is not a sandbox event")
         return GatewayEvent(id=event_id, type=event_type, created_at=created_at, data=data)
-
-
-def _insert_once(row: models.Model) -> bool:
-    """Insert ``row``; False when a row with its unique idempotency key exists already.
-
-    Outside a transaction the insert is a statement of its own (atomic by itself); inside one (a
-    caller's, or a test's) it gets a savepoint, so a refused duplicate leaves the transaction usable.
-    """
-    try:
-        if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():
-                row.save(force_insert=True)
-        else:
-            row.save(force_insert=True)
-    except IntegrityError:
-        return False
-    return True
 
 
 def _result_for(charge: SandboxCharge, status: str) -> ChargeResult:

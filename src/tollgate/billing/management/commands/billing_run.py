@@ -9,6 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.notices import notices_send
+from tollgate.core import clock
 
 
 def _aware(value: str) -> dt.datetime:
@@ -22,7 +24,8 @@ def _aware(value: str) -> dt.datetime:
 class Command(BaseCommand):
     help = (
         "Do the billing work due now (or by --until): renewals, trial ends, expiries, due charges "
-        "and retries, reconciliation. Safe to run while workers run the same clock."
+        "and retries, reconciliation, then the billing notices due (each sent once). Safe to run "
+        "while workers run the same clock."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -34,12 +37,15 @@ class Command(BaseCommand):
         until = _aware(options["until"]) if options["until"] else None
         with tqdm(desc="billing", unit=" customers", file=self.stderr, disable=None) as bar:
             result = billing_run(until=until, on_progress=bar.update)
+        notices = notices_send(now=until or clock.now())
         self.stdout.write(
             f"renewed={result.renewed} ended={result.ended} expired={result.expired} "
             f"charged={result.charged} reconciled={result.reconciled} failed={result.failed} "
             f"actions_expired={result.actions_expired}"
         )
-        if result.failed:
+        self.stdout.write(f"notices: {notices}")
+        if result.failed or notices.failed:
             raise CommandError(
-                f"{result.failed} items failed; see the log. They are retried next run."
+                f"{result.failed + notices.failed} items failed; see the log. They are retried "
+                "next run."
             )

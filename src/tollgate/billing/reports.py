@@ -1,0 +1,464 @@
+"""Staff reads: finding a customer, everything about one customer, and the revenue overview.
+
+Every figure here is read from the billing tables as they are now; nothing is cached or stored.
+Amounts are integers in minor units, one figure per currency (currencies are never added up).
+
+**Monthly recurring revenue (MRR)** is what the subscriptions that are paying now (``active`` and
+``past_due``: a past-due subscription is still billed, as at Stripe) bring in per month, at the
+price they are on now (a scheduled change counts once it takes effect). A price of ``amount``
+every ``n`` months (a year is twelve) is worth ``amount / n`` a month. The rounding rule: those
+shares are added up exactly, as fractions, and each reported figure (a currency's total, a plan's
+line) is rounded once, half up, to a whole minor unit. So twelve yearly subscriptions at 1000 are
+exactly 1000 a month, never 12 x 83 = 996, and a plan's lines may differ from the total by less
+than one minor unit per line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+
+from tollgate.audit.models import AuditEvent
+from tollgate.billing import periods
+from tollgate.billing.models import (
+    Customer,
+    InboundEvent,
+    Invoice,
+    PaymentAttempt,
+    PaymentMethod,
+    ReconciliationRun,
+    Refund,
+    Subscription,
+)
+from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
+from tollgate.core import clock
+from tollgate.core.money import Money
+
+REPORT_WINDOW = dt.timedelta(days=30)
+LOOKUP_LIMIT = 50
+AUDIT_LIMIT = 200
+# Subscriptions that are paid for now: they count towards MRR.
+PAYING = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+# Subscriptions that have not ended and are not waiting for a first payment.
+LIVE = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
+
+
+# --- Finding a customer ----------------------------------------------------------------------------------
+_BY_PREFIX = {
+    "cus": "public_id",
+    "usr": "user__public_id",
+    "sub": "subscriptions__public_id",
+    "inv": "invoices__public_id",
+    "pay": "invoices__payments__public_id",
+    "ref": "invoices__payments__refunds__public_id",
+}
+
+
+def customer_lookup(*, query: str, limit: int = LOOKUP_LIMIT) -> list[Customer]:
+    """The customers a staff search names: a public id (``cus_``, ``usr_`` of the account,
+    ``sub_``, ``inv_``, ``pay_``, ``ref_``; any case) or an invoice number finds the one customer it
+    belongs to; an email address finds the customer with that billing or account email (any case);
+    a part of an email (three characters or more) finds up to ``limit`` customers, newest first."""
+    text = query.strip()
+    if not text:
+        return []
+    customers = Customer.objects.select_related("user").order_by("-created_at", "-pk")
+    prefix, _, body = text.partition("_")
+    if body and prefix.lower() in _BY_PREFIX:
+        public_id = f"{prefix.lower()}_{body.upper()}"
+        return list(customers.filter(**{_BY_PREFIX[prefix.lower()]: public_id})[:1])
+    if "@" in text:
+        exact = list(customers.filter(Q(email__iexact=text) | Q(user__email__iexact=text))[:limit])
+        if exact:
+            return exact
+    by_number = list(customers.filter(invoices__number=text.upper())[:1])
+    if by_number:
+        return by_number
+    if len(text) < 3:
+        return []
+    return list(
+        customers.filter(Q(email__icontains=text) | Q(user__email__icontains=text)).distinct()[
+            :limit
+        ]
+    )
+
+
+# --- One customer --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class InvoiceRow:
+    invoice: Invoice
+    payments: list[PaymentAttempt]
+
+    @property
+    def refunded(self) -> int:
+        return sum(payment.amount_refunded for payment in self.payments)
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerOverview:
+    customer: Customer
+    subscriptions: list[Subscription]
+    invoices: list[InvoiceRow]
+    payments: list[PaymentAttempt]
+    refunds: list[Refund]
+    payment_methods: list[PaymentMethod]
+    audit_events: list[AuditEvent]
+
+
+def customer_get(*, public_id: str) -> Customer | None:
+    return Customer.objects.select_related("user").filter(public_id=public_id).first()
+
+
+def customer_overview(*, customer: Customer, audit_limit: int = AUDIT_LIMIT) -> CustomerOverview:
+    """Everything staff see on a customer's page, newest first, in six queries however many
+    invoices, payments and refunds there are (one per kind of record, one for the audit trail: the
+    latest ``audit_limit`` events about the customer, its account and any of its billing records).
+    """
+    subscriptions = list(
+        Subscription.objects.filter(customer=customer)
+        .select_related("price__plan", "scheduled_price__plan")
+        .order_by("-created_at", "-pk")
+    )
+    invoices = list(
+        Invoice.objects.filter(customer=customer)
+        .select_related("subscription")
+        .order_by("-created_at", "-pk")
+    )
+    payments = list(
+        PaymentAttempt.objects.filter(invoice__customer=customer)
+        .select_related("invoice", "payment_method")
+        .order_by("-created_at", "-pk")
+    )
+    refunds = list(
+        Refund.objects.filter(payment__invoice__customer=customer)
+        .select_related("payment__invoice", "actor")
+        .order_by("-created_at", "-pk")
+    )
+    methods = list(
+        PaymentMethod.objects.filter(customer=customer).order_by("-is_default", "-created_at")
+    )
+    by_invoice: dict[int, list[PaymentAttempt]] = defaultdict(list)
+    for payment in payments:
+        by_invoice[payment.invoice_id].append(payment)
+    return CustomerOverview(
+        customer=customer,
+        subscriptions=subscriptions,
+        invoices=[InvoiceRow(invoice, by_invoice[invoice.pk]) for invoice in invoices],
+        payments=payments,
+        refunds=refunds,
+        payment_methods=methods,
+        audit_events=list(
+            audit_events_about(customer=customer).select_related("actor")[:audit_limit]
+        ),
+    )
+
+
+def audit_events_about(*, customer: Customer) -> QuerySet[AuditEvent]:
+    """The audit events whose target is the customer, its account or one of its billing records
+    (one query: each kind of record is a subquery, never a list of ids)."""
+
+    def about(model: type[Any], **lookup: Any) -> Q:
+        return Q(
+            target_type=model._meta.label_lower,
+            target_id__in=model.objects.filter(**lookup).values("public_id"),
+        )
+
+    wanted = (
+        Q(target_type=Customer._meta.label_lower, target_id=customer.public_id)
+        | about(Subscription, customer=customer)
+        | about(Invoice, customer=customer)
+        | about(PaymentAttempt, invoice__customer=customer)
+        | about(Refund, payment__invoice__customer=customer)
+        | about(PaymentMethod, customer=customer)
+    )
+    if customer.user is not None:
+        wanted |= Q(target_type=customer.user._meta.label_lower, target_id=customer.user.public_id)
+    return AuditEvent.objects.filter(wanted).order_by("-created_at", "-pk")
+
+
+# --- Reconciliation and the inbox ----------------------------------------------------------------------
+def reconciliation_runs(*, limit: int = 100) -> list[ReconciliationRun]:
+    """The latest reconciliation runs, newest first (counts only; the details are per run)."""
+    return list(
+        ReconciliationRun.objects.select_related("actor")
+        .defer("heals", "mismatches", "unresolved")
+        .order_by("-started_at", "-pk")[:limit]
+    )
+
+
+def reconciliation_run_get(*, public_id: str) -> ReconciliationRun | None:
+    return ReconciliationRun.objects.select_related("actor").filter(public_id=public_id).first()
+
+
+def inbound_events(*, status: str = "", limit: int = 100) -> list[InboundEvent]:
+    """The latest inbound gateway events, newest first, optionally of one status."""
+    events = InboundEvent.objects.defer("payload").order_by("-received_at", "-pk")
+    if status:
+        events = events.filter(status=status)
+    return list(events[:limit])
+
+
+def inbound_event_counts() -> dict[str, int]:
+    """How many inbound events there are of each status."""
+    rows = InboundEvent.objects.order_by().values("status").annotate(n=Count("pk"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+# --- Revenue ---------------------------------------------------------------------------------------------
+def monthly_share(*, amount: int, interval: str, interval_count: int) -> Fraction:
+    """What a price of ``amount`` per ``interval_count`` ``interval`` is worth a month, exactly."""
+    return Fraction(
+        amount, periods.interval_months(interval=interval, interval_count=interval_count)
+    )
+
+
+def round_half_up(value: Fraction) -> int:
+    """``value`` rounded to a whole number, halves away from zero (the amounts are never negative)."""
+    sign = -1 if value < 0 else 1
+    magnitude = abs(value)
+    return sign * ((2 * magnitude.numerator + magnitude.denominator) // (2 * magnitude.denominator))
+
+
+@dataclass(frozen=True, slots=True)
+class PlanLine:
+    plan: str
+    currency: str
+    subscriptions: int
+    mrr: Money
+
+
+@dataclass(frozen=True, slots=True)
+class PlanCount:
+    plan: str
+    trialing: int = 0
+    active: int = 0
+    past_due: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.trialing + self.active + self.past_due
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``part`` of ``whole``, with its percentage to one decimal (rounded half up) for display."""
+
+    part: int
+    whole: int
+
+    @property
+    def percent(self) -> str:
+        if not self.whole:
+            return "n/a"
+        tenths = round_half_up(Fraction(self.part * 1000, self.whole))
+        return f"{tenths // 10}.{tenths % 10}%"
+
+
+@dataclass(frozen=True, slots=True)
+class DayCount:
+    day: dt.date
+    count: int
+
+
+@dataclass(frozen=True)
+class RevenueOverview:
+    as_of: dt.datetime
+    since: dt.datetime
+    mrr: list[Money]
+    mrr_by_plan: list[PlanLine]
+    paying_subscriptions: int
+    by_plan: list[PlanCount]
+    trials_ended: Rate
+    trials_running: int
+    churned: int
+    churned_mrr: list[Money]
+    churn: Rate
+    failed_payments: int
+    failed_by_day: list[DayCount]
+    at_risk: list[Money]
+    at_risk_invoices: int
+
+
+def _paying_or(subscriptions: QuerySet[Subscription] | None) -> QuerySet[Subscription]:
+    if subscriptions is not None:
+        return subscriptions
+    return Subscription.objects.filter(status__in=PAYING)
+
+
+def revenue_mrr(*, subscriptions: QuerySet[Subscription] | None = None) -> list[PlanLine]:
+    """MRR per (plan, currency) of the paying subscriptions (or of ``subscriptions``), by the
+    module's rounding rule: each line rounded once."""
+    rows = (
+        _paying_or(subscriptions)
+        .order_by()
+        .values(
+            "price__plan__name",
+            "price__currency",
+            "price__interval",
+            "price__interval_count",
+        )
+        .annotate(amount=Sum("price__amount"), n=Count("pk"))
+    )
+    shares: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for row in rows:
+        key = (row["price__plan__name"], row["price__currency"])
+        shares[key] += monthly_share(
+            amount=row["amount"] or 0,
+            interval=row["price__interval"],
+            interval_count=row["price__interval_count"],
+        )
+        counts[key] += row["n"]
+    return [
+        PlanLine(
+            plan=plan,
+            currency=currency,
+            subscriptions=counts[plan, currency],
+            mrr=Money(round_half_up(share), currency),
+        )
+        for (plan, currency), share in sorted(shares.items())
+    ]
+
+
+def revenue_mrr_totals(*, subscriptions: QuerySet[Subscription] | None = None) -> list[Money]:
+    """MRR per currency, each total rounded once (not the sum of rounded lines)."""
+    rows = (
+        _paying_or(subscriptions)
+        .order_by()
+        .values("price__currency", "price__interval", "price__interval_count")
+        .annotate(amount=Sum("price__amount"))
+    )
+    totals: dict[str, Fraction] = defaultdict(Fraction)
+    for row in rows:
+        totals[row["price__currency"]] += monthly_share(
+            amount=row["amount"] or 0,
+            interval=row["price__interval"],
+            interval_count=row["price__interval_count"],
+        )
+    return [Money(round_half_up(total), currency) for currency, total in sorted(totals.items())]
+
+
+def subscriptions_by_plan() -> list[PlanCount]:
+    """How many subscriptions that have not ended are trialing, active or past due, per plan."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    rows = (
+        Subscription.objects.filter(status__in=LIVE)
+        .order_by()
+        .values("price__plan__name", "status")
+        .annotate(n=Count("pk"))
+    )
+    for row in rows:
+        counts[row["price__plan__name"]][row["status"]] = row["n"]
+    return sorted(
+        (PlanCount(plan=plan, **by_status) for plan, by_status in counts.items()),
+        key=lambda line: (-line.total, line.plan),
+    )
+
+
+def _paid_invoice(**lookup: Any) -> Exists:
+    return Exists(
+        Invoice.objects.filter(subscription=OuterRef("pk"), status=InvoiceStatus.PAID, **lookup)
+    )
+
+
+def trials_converting(*, since: dt.datetime, until: dt.datetime) -> Rate:
+    """Of the trials that ended in ``[since, until)``, how many converted: the first period after
+    the trial (the invoice starting at the trial's end) was paid, whenever it was."""
+    ended = Subscription.objects.filter(trial_end__gte=since, trial_end__lt=until)
+    converted = ended.filter(_paid_invoice(period_start=OuterRef("trial_end")))
+    return Rate(part=converted.count(), whole=ended.count())
+
+
+def churned_subscriptions(*, since: dt.datetime, until: dt.datetime) -> QuerySet[Subscription]:
+    """Paying subscriptions that ended in ``[since, until)``: canceled after at least one paid
+    invoice (a trial that ends unpaid is a trial not converting, not churn)."""
+    return Subscription.objects.filter(
+        _paid_invoice(),
+        status=SubscriptionStatus.CANCELED,
+        ended_at__gte=since,
+        ended_at__lt=until,
+    )
+
+
+def churn_rate(*, since: dt.datetime, until: dt.datetime) -> Rate:
+    """Churn over ``[since, until)``: of the subscriptions paying at ``since`` (a paid invoice
+    covers that moment), how many had ended by ``until``."""
+    paying_at_start = Subscription.objects.filter(
+        _paid_invoice(period_start__lte=since, period_end__gt=since)
+    )
+    lost = paying_at_start.filter(
+        status=SubscriptionStatus.CANCELED, ended_at__gte=since, ended_at__lt=until
+    )
+    return Rate(part=lost.count(), whole=paying_at_start.count())
+
+
+def failed_payments_by_day(*, since: dt.datetime, until: dt.datetime) -> list[DayCount]:
+    """Failed payment attempts per UTC day of ``[since, until)``, every day listed (zeros too)."""
+    rows = (
+        PaymentAttempt.objects.filter(
+            status=PaymentStatus.FAILED, completed_at__gte=since, completed_at__lt=until
+        )
+        .annotate(day=TruncDate("completed_at", tzinfo=dt.UTC))
+        .order_by()
+        .values("day")
+        .annotate(n=Count("pk"))
+    )
+    found = {row["day"]: row["n"] for row in rows}
+    first, last = since.astimezone(dt.UTC).date(), (until - dt.timedelta(microseconds=1)).date()
+    days = (last - first).days + 1
+    return [
+        DayCount(day=day, count=found.get(day, 0))
+        for day in (first + dt.timedelta(days=offset) for offset in range(days))
+    ]
+
+
+def amount_at_risk() -> tuple[list[Money], int]:
+    """What open invoices in dunning (at least one failed attempt) still owe, per currency, and
+    how many invoices that is."""
+    rows = (
+        Invoice.objects.filter(
+            Exists(
+                PaymentAttempt.objects.filter(invoice=OuterRef("pk"), status=PaymentStatus.FAILED)
+            ),
+            status=InvoiceStatus.OPEN,
+        )
+        .order_by()
+        .values("currency")
+        .annotate(owed=Sum(F("total") - F("amount_paid")), n=Count("pk"))
+    )
+    amounts = [Money(row["owed"] or 0, row["currency"]) for row in rows]
+    return sorted(amounts, key=lambda money: money.currency), sum(row["n"] for row in rows)
+
+
+def revenue_overview(*, now: dt.datetime | None = None) -> RevenueOverview:
+    """The revenue page: MRR, subscriptions by plan, trial conversion, churn and failed payments
+    over the last 30 days, and the amount at risk, as of ``now`` (default: the clock)."""
+    as_of = now or clock.now()
+    since = as_of - REPORT_WINDOW
+    by_plan = subscriptions_by_plan()
+    churned = churned_subscriptions(since=since, until=as_of)
+    failed = failed_payments_by_day(since=since, until=as_of)
+    at_risk, at_risk_invoices = amount_at_risk()
+    return RevenueOverview(
+        as_of=as_of,
+        since=since,
+        mrr=revenue_mrr_totals(),
+        mrr_by_plan=revenue_mrr(),
+        paying_subscriptions=sum(line.active + line.past_due for line in by_plan),
+        by_plan=by_plan,
+        trials_ended=trials_converting(since=since, until=as_of),
+        trials_running=sum(line.trialing for line in by_plan),
+        churned=churned.count(),
+        churned_mrr=revenue_mrr_totals(subscriptions=churned),
+        churn=churn_rate(since=since, until=as_of),
+        failed_payments=sum(day.count for day in failed),
+        failed_by_day=failed,
+        at_risk=at_risk,
+        at_risk_invoices=at_risk_invoices,
+    )

@@ -1,0 +1,78 @@
+"""Forms of the billing pages. Forms that move money carry a hidden single-use token
+(``core.idempotency.form_token_issue``): submitting one twice runs its request once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from tollgate.billing.models import Subscription
+from tollgate.core.errors import FormTokenInvalid
+from tollgate.core.idempotency import form_token_issue, form_token_redeem
+
+
+class TokenForm(forms.Form):
+    """A form with a hidden token bound to its ``purpose`` and to the account it was shown to;
+    once valid, ``cleaned_data["idempotency_key"]`` is the key its request runs under."""
+
+    purpose = ""
+
+    form_token = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, owner: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        if not self.is_bound:
+            self.initial["form_token"] = form_token_issue(purpose=self.purpose, owner=owner)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        token = cleaned.get("form_token")
+        if token:
+            try:
+                cleaned["idempotency_key"] = form_token_redeem(
+                    token=token, purpose=self.purpose, owner=self.owner
+                )
+            except FormTokenInvalid as exc:
+                raise forms.ValidationError(exc.message, code=exc.code) from exc
+        return cleaned
+
+
+class CheckoutForm(TokenForm):
+    """Starting a subscription; the pressed button says how."""
+
+    purpose = "subscription_start"
+
+    CARD = "card"  # save a card on the gateway's hosted form first (then a trial, or a charge)
+    TRIAL = "trial"  # a trial without a card
+    SAVED = "saved"  # with the card already saved
+    FREE = "free"  # a free price: nothing to pay
+
+    action = forms.ChoiceField(
+        choices=[(CARD, CARD), (TRIAL, TRIAL), (SAVED, SAVED), (FREE, FREE)],
+        widget=forms.HiddenInput,
+    )
+
+
+class ChangePlanForm(TokenForm):
+    purpose = "subscription_change_price"
+
+    price = forms.CharField(widget=forms.HiddenInput, max_length=32)
+
+
+class CancelForm(TokenForm):
+    purpose = "subscription_cancel"
+
+    reason = forms.ChoiceField(
+        label="Why are you canceling?",
+        choices=Subscription.CancellationReason.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose the reason closest to yours."},
+    )
+    comment = forms.CharField(
+        label="Anything else you'd like to tell us? (optional)",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )

@@ -1,0 +1,27 @@
+from django.urls import path
+
+from tollgate.web import staff_views as views
+
+app_name = "staff"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("customers/<str:customer_id>/", views.customer, name="customer"),
+    path("payments/<str:payment_id>/refund/", views.payment_refund, name="payment_refund"),
+    path(
+        "subscriptions/<str:subscription_id>/cancel/",
+        views.subscription_cancel,
+        name="subscription_cancel",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/extend/",
+        views.subscription_extend,
+        name="subscription_extend",
+    ),
+    path("invoices/<str:invoice_id>/retry/", views.invoice_retry, name="invoice_retry"),
+    path("reconciliation/", views.reconciliation_list, name="reconciliation"),
+    path("reconciliation/<str:run_id>/", views.reconciliation_detail, name="reconciliation_run"),
+    path("events/", views.event_list, name="events"),
+    path("events/<str:gateway>/<str:event_id>/retry/", views.event_retry, name="event_retry"),
+    path("revenue/", views.revenue, name="revenue"),
+]

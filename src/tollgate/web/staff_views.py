@@ -1,0 +1,450 @@
+"""Staff pages: customer lookup, a customer's billing on one page, refunds, cancellations,
+extensions and invoice retries, reconciliation reports, the inbound-event inbox and revenue.
+
+Views only read through ``billing.reports`` and write through the services, which check the rules
+and audit every action. Only staff get here: anyone signed in who is not staff gets the house
+"not found" page (the staff area does not say it exists), and a visitor who is not signed in is
+sent to sign in first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from tollgate.accounts.models import User
+from tollgate.billing import inbox, reports, services
+from tollgate.billing.models import InboundEvent, Invoice, PaymentAttempt, Refund, Subscription
+from tollgate.billing.states import InvoiceStatus, PaymentStatus
+from tollgate.core.errors import IdempotencyKeyInProgress, TollgateError
+from tollgate.core.idempotency import form_token_issue, form_token_redeem
+from tollgate.core.money import Money
+from tollgate.web import errors
+from tollgate.web.staff_forms import CancelForm, ExtendForm, LookupForm, RefundForm, TokenForm
+
+View = TypeVar("View", bound=Callable[..., HttpResponse])
+FormT = TypeVar("FormT", bound=forms.Form)
+
+
+def staff_required(view: View) -> View:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            return errors.error_response(request, 404)
+        return view(request, *args, **kwargs)
+
+    return never_cache(wrapper)  # type: ignore[return-value]
+
+
+def _staff(request: HttpRequest) -> User:
+    """The signed-in staff member (``staff_required`` has checked)."""
+    return cast(User, request.user)
+
+
+def _not_found(request: HttpRequest) -> HttpResponse:
+    return errors.error_response(request, 404)
+
+
+# --- Lookup and the customer page ------------------------------------------------------------------------
+@require_safe
+@staff_required
+def index(request: HttpRequest) -> HttpResponse:
+    form = LookupForm(request.GET or None)
+    results = None
+    if form.is_valid():
+        results = reports.customer_lookup(query=form.cleaned_data["q"])
+        if len(results) == 1:
+            return redirect("staff:customer", customer_id=results[0].public_id)
+    return render(request, "staff/index.html", {"form": form, "results": results})
+
+
+@require_safe
+@staff_required
+def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
+    found = reports.customer_get(public_id=customer_id)
+    if found is None:
+        return _not_found(request)
+    overview = reports.customer_overview(customer=found)
+    return render(request, "staff/customer.html", {"overview": overview, "customer": found})
+
+
+# --- Actions -------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Token:
+    purpose: str
+    owner: str
+
+    def issue(self) -> str:
+        return form_token_issue(purpose=self.purpose, owner=self.owner)
+
+    def redeem(self, token: str) -> str:
+        return form_token_redeem(token=token, purpose=self.purpose, owner=self.owner)
+
+
+def _action(
+    request: HttpRequest,
+    *,
+    make_form: Callable[..., FormT],
+    token: _Token,
+    act: Callable[[FormT, str], str],
+    template: str,
+    context: dict[str, Any],
+    done_url: str,
+) -> HttpResponse:
+    """The shape of every staff action: a form with a single-use token; on POST the token is
+    redeemed for an idempotency key and the service runs under it. A refusal from the service is
+    shown on the form with a fresh token (the old one is bound to the refused request), except
+    while the first request is still in progress: the form keeps its token, so sending it again
+    finds that request's result instead of doing the work a second time."""
+    if request.method != "POST":
+        form = make_form(initial={"form_token": token.issue()})
+        return render(request, template, {**context, "form": form})
+    form = make_form(request.POST)
+    if form.is_valid():
+        try:
+            key = token.redeem(form.cleaned_data["form_token"])
+            message = act(form, key)
+        except IdempotencyKeyInProgress as exc:
+            form.add_error(None, exc.message)
+            return render(request, template, {**context, "form": form}, status=422)
+        except TollgateError as exc:
+            if exc.status in (403, 404):
+                return errors.from_exception(request, exc)
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, message)
+            return redirect(done_url)
+        form = _with_fresh_token(form, token)
+    return render(request, template, {**context, "form": form}, status=422)
+
+
+def _with_fresh_token(form: FormT, token: _Token) -> FormT:
+    data = QueryDict(mutable=True)
+    data.update(form.data)
+    data["form_token"] = token.issue()
+    form.data = data
+    return form
+
+
+def _customer_url(customer_id: str) -> str:
+    return reverse("staff:customer", kwargs={"customer_id": customer_id})
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@staff_required
+def payment_refund(request: HttpRequest, payment_id: str) -> HttpResponse:
+    payment = (
+        PaymentAttempt.objects.select_related("invoice__customer")
+        .filter(public_id=payment_id)
+        .first()
+    )
+    if payment is None:
+        return _not_found(request)
+    staff = _staff(request)
+    customer_id = payment.invoice.customer.public_id
+    refundable = Money(payment.amount - payment.amount_refunded, payment.currency)
+
+    def act(form: RefundForm, key: str) -> str:
+        refund = services.refund_issue(
+            payment=payment,
+            amount=form.cleaned_data["amount"],
+            reason=Refund.Reason(form.cleaned_data["reason"]),
+            note=form.cleaned_data["note"],
+            actor=staff,
+            idempotency_key=key,
+        )
+        amount = Money(refund.amount, refund.currency).format()
+        if refund.status == "succeeded":
+            return f"Refunded {amount} of {payment.public_id} ({refund.public_id})."
+        if refund.status == "failed":
+            return (
+                f"The gateway refused the refund of {amount} ({refund.public_id}: "
+                f"{refund.failure_code or 'no reason given'}); nothing was refunded."
+            )
+        return f"The refund of {amount} ({refund.public_id}) is waiting for the gateway's answer."
+
+    if payment.status != PaymentStatus.SUCCEEDED or refundable.amount <= 0:
+        return render(
+            request,
+            "staff/refund.html",
+            {
+                "payment": payment,
+                "refundable": refundable,
+                "form": None,
+                "customer_id": customer_id,
+            },
+        )
+    return _action(
+        request,
+        make_form=lambda *args, **kwargs: RefundForm(*args, payment=payment, **kwargs),
+        token=_Token(purpose=f"staff_refund:{payment.public_id}", owner=staff.public_id),
+        act=act,
+        template="staff/refund.html",
+        context={"payment": payment, "refundable": refundable, "customer_id": customer_id},
+        done_url=_customer_url(customer_id),
+    )
+
+
+def _subscription(subscription_id: str) -> Subscription | None:
+    return (
+        Subscription.objects.select_related("customer", "price__plan")
+        .filter(public_id=subscription_id)
+        .first()
+    )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@staff_required
+def subscription_cancel(request: HttpRequest, subscription_id: str) -> HttpResponse:
+    subscription = _subscription(subscription_id)
+    if subscription is None:
+        return _not_found(request)
+    staff = _staff(request)
+
+    def act(form: CancelForm, key: str) -> str:
+        now = form.cleaned_data["when"] == "now"
+        canceled = services.subscription_cancel(
+            subscription=subscription,
+            at_period_end=not now,
+            prorated_refund=bool(form.cleaned_data["prorated_refund"]),
+            actor=staff,
+            idempotency_key=key,
+        )
+        if now:
+            return f"{canceled.public_id} is canceled."
+        return (
+            f"{canceled.public_id} will be canceled at the end of its period, "
+            f"{canceled.current_period_end:%-d %B %Y %H:%M} UTC."
+        )
+
+    return _action(
+        request,
+        make_form=CancelForm,
+        token=_Token(purpose=f"staff_cancel:{subscription.public_id}", owner=staff.public_id),
+        act=act,
+        template="staff/subscription_cancel.html",
+        context={"subscription": subscription},
+        done_url=_customer_url(subscription.customer.public_id),
+    )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@staff_required
+def subscription_extend(request: HttpRequest, subscription_id: str) -> HttpResponse:
+    subscription = _subscription(subscription_id)
+    if subscription is None:
+        return _not_found(request)
+    staff = _staff(request)
+
+    def act(form: ExtendForm, key: str) -> str:
+        extended = services.subscription_extend(
+            subscription=subscription,
+            days=form.cleaned_data["days"],
+            reason=form.cleaned_data["reason"],
+            actor=staff,
+            idempotency_key=key,
+        )
+        return (
+            f"{extended.public_id} now runs to {extended.current_period_end:%-d %B %Y %H:%M} UTC."
+        )
+
+    return _action(
+        request,
+        make_form=ExtendForm,
+        token=_Token(purpose=f"staff_extend:{subscription.public_id}", owner=staff.public_id),
+        act=act,
+        template="staff/subscription_extend.html",
+        context={"subscription": subscription},
+        done_url=_customer_url(subscription.customer.public_id),
+    )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@staff_required
+def invoice_retry(request: HttpRequest, invoice_id: str) -> HttpResponse:
+    invoice = Invoice.objects.select_related("customer").filter(public_id=invoice_id).first()
+    if invoice is None:
+        return _not_found(request)
+    staff = _staff(request)
+
+    def act(form: TokenForm, key: str) -> str:
+        payment = services.invoice_pay(
+            invoice=invoice, off_session=True, actor=staff, idempotency_key=key
+        )
+        outcome = {
+            PaymentStatus.SUCCEEDED: "succeeded: the invoice is paid",
+            PaymentStatus.FAILED: f"was declined ({payment.decline_code})",
+            PaymentStatus.REQUIRES_ACTION: "needs the customer to authenticate; they were emailed",
+        }.get(PaymentStatus(payment.status), f"is {payment.status}")
+        return f"The charge of {invoice.number} ({payment.public_id}) {outcome}."
+
+    return _action(
+        request,
+        make_form=TokenForm,
+        token=_Token(purpose=f"staff_invoice_pay:{invoice.public_id}", owner=staff.public_id),
+        act=act,
+        template="staff/invoice_retry.html",
+        context={"invoice": invoice, "payable": invoice.status == InvoiceStatus.OPEN},
+        done_url=_customer_url(invoice.customer.public_id),
+    )
+
+
+# --- Reconciliation and the inbox ------------------------------------------------------------------------
+@require_safe
+@staff_required
+def reconciliation_list(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "staff/reconciliation_list.html", {"runs": reports.reconciliation_runs()}
+    )
+
+
+@require_safe
+@staff_required
+def reconciliation_detail(request: HttpRequest, run_id: str) -> HttpResponse:
+    run = reports.reconciliation_run_get(public_id=run_id)
+    if run is None:
+        return _not_found(request)
+    return render(request, "staff/reconciliation_detail.html", {"run": run})
+
+
+@require_safe
+@staff_required
+def event_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status", "")
+    if status not in InboundEvent.Status.values:
+        status = ""
+    return render(
+        request,
+        "staff/events.html",
+        {
+            "events": reports.inbound_events(status=status),
+            "counts": reports.inbound_event_counts(),
+            "status": status,
+            "statuses": InboundEvent.Status.values,
+        },
+    )
+
+
+@require_POST
+@staff_required
+def event_retry(request: HttpRequest, gateway: str, event_id: str) -> HttpResponse:
+    event = InboundEvent.objects.filter(gateway=gateway, event_id=event_id).first()
+    if event is None:
+        return _not_found(request)
+    try:
+        retried = inbox.event_retry(event=event, actor=_staff(request))
+    except TollgateError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"Event {retried.event_id} is queued to be processed again; reload in a moment to "
+            "see the outcome.",
+        )
+    return redirect(reverse("staff:events"))
+
+
+# --- Revenue ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Bar:
+    label: str
+    value: int
+    shown: str
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """Bars laid out for an SVG drawn by the template: geometry only, the figures come from
+    ``billing.reports``."""
+
+    title: str
+    width: int
+    height: int
+    bars: list[Bar]
+
+
+CHART_WIDTH = 640
+LABEL_WIDTH = 160
+ROW_HEIGHT = 28
+
+
+def horizontal_bars(title: str, rows: Sequence[tuple[str, int, str]]) -> Chart:
+    """One bar per (label, value, value as shown), scaled to the largest value."""
+    largest = max((value for _, value, _ in rows), default=0) or 1
+    room = CHART_WIDTH - LABEL_WIDTH - 120
+    bars = [
+        Bar(
+            label=label,
+            value=value,
+            shown=shown,
+            x=LABEL_WIDTH,
+            y=index * ROW_HEIGHT + 4,
+            width=max(value * room // largest, 1 if value else 0),
+            height=ROW_HEIGHT - 10,
+        )
+        for index, (label, value, shown) in enumerate(rows)
+    ]
+    return Chart(title=title, width=CHART_WIDTH, height=max(len(rows), 1) * ROW_HEIGHT, bars=bars)
+
+
+def daily_columns(title: str, days: Sequence[reports.DayCount], height: int = 120) -> Chart:
+    """One column per day, scaled to the busiest day."""
+    largest = max((day.count for day in days), default=0) or 1
+    step = CHART_WIDTH // max(len(days), 1)
+    bars = []
+    for index, day in enumerate(days):
+        tall = day.count * (height - 20) // largest
+        bars.append(
+            Bar(
+                label=f"{day.day:%-d %b}",
+                value=day.count,
+                shown=str(day.count),
+                x=index * step + 1,
+                y=height - tall,
+                width=max(step - 2, 1),
+                height=tall,
+            )
+        )
+    return Chart(title=title, width=CHART_WIDTH, height=height, bars=bars)
+
+
+@require_safe
+@staff_required
+def revenue(request: HttpRequest) -> HttpResponse:
+    overview = reports.revenue_overview()
+    charts = {
+        "by_plan": horizontal_bars(
+            "Subscriptions that have not ended, by plan",
+            [(line.plan, line.total, str(line.total)) for line in overview.by_plan],
+        ),
+        "mrr": horizontal_bars(
+            "MRR by plan",
+            [
+                (f"{line.plan} ({line.currency})", line.mrr.amount, line.mrr.format())
+                for line in overview.mrr_by_plan
+            ],
+        ),
+        "failed": daily_columns("Failed payments per day", overview.failed_by_day),
+    }
+    return render(
+        request,
+        "staff/revenue.html",
+        {"overview": overview, "charts": charts, "window_days": reports.REPORT_WINDOW.days},
+    )

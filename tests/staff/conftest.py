@@ -1,0 +1,35 @@
+"""Staff-page test data: the billing fixtures (real services, the offline sandbox gateway) and a
+signed-in staff member."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tests.billing.conftest import (  # noqa: F401  (fixtures)
+    catalog,
+    customer,
+    make_customer,
+    price,
+    staff,
+)
+from tollgate.accounts.models import User
+
+
+@pytest.fixture
+def staff_client(client: Client, staff: User) -> Client:  # noqa: F811  (the fixture)
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def member_client(db: Any) -> Client:
+    """Signed in as an account that is not staff."""
+    member = User.objects.create_user(
+        email="member@example.org", password="correct-horse-battery-staple-42"
+    )
+    signed_in = Client()
+    signed_in.force_login(member)
+    return signed_in
