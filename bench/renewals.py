@@ -48,45 +48,27 @@ import pstats
 import secrets
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
+import _procs
+from _procs import database_drop, database_recreate, stop, stopped_on_exit
+
+ROOT = _procs.ROOT
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tollgate_bench"
-LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
 READY_TIMEOUT_SECONDS = 60.0
-STOP_TIMEOUT_SECONDS = 10.0
 BULK_BATCH = 2000
 
 
 # --- Configuration ---------------------------------------------------------------------------------
 def bench_database_url() -> str:
-    """DATABASE_URL (or the default), refused unless it is a loopback PostgreSQL database whose name
-    says it is for benchmarks: this script drops it."""
-    url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise SystemExit(f"the renewal benchmark needs PostgreSQL; DATABASE_URL is {parts.scheme}")
-    if (parts.hostname or "") not in LOOPBACK:
-        raise SystemExit("the renewal benchmark only uses a PostgreSQL on this machine (loopback)")
-    if name == "test" or "bench" not in name:
-        raise SystemExit(
-            f"the renewal benchmark drops and recreates its database; {name!r} does not look like "
-            "one of its own (the name must contain 'bench'). Set DATABASE_URL to, for example, "
-            f"{DEFAULT_DATABASE_URL}."
-        )
-    return url
+    return _procs.bench_database_url(DEFAULT_DATABASE_URL, "renewal")
 
 
 def child_environment(database_url: str, data_dir: Path) -> dict[str, str]:
@@ -108,37 +90,6 @@ def child_environment(database_url: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def admin_connect(database_url: str) -> Any:
-    """A connection to the server's maintenance database, for CREATE and DROP DATABASE."""
-    import psycopg
-
-    parts = urlsplit(database_url)
-    return psycopg.connect(
-        urlunsplit(parts._replace(path="/postgres")), autocommit=True, connect_timeout=5
-    )
-
-
-def database_recreate(database_url: str) -> None:
-    from psycopg import sql
-
-    name = urlsplit(database_url).path.lstrip("/")
-    with admin_connect(database_url) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-
-def database_drop(database_url: str) -> None:
-    from psycopg import sql
-
-    name = urlsplit(database_url).path.lstrip("/")
-    with admin_connect(database_url) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
-
-
 def django_release() -> None:
     """Close this process's connections (and their pool) so the database can be dropped."""
     from django.db import connections
@@ -151,53 +102,6 @@ def django_release() -> None:
 
 
 # --- Processes -------------------------------------------------------------------------------------
-_started: list[subprocess.Popen[str]] = []
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    """Stop a worker by the id of its process group (its own pid: it started a new session):
-    SIGTERM, then SIGKILL after a grace period."""
-    pgid = process.pid
-    if _group_alive(pgid):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and _group_alive(pgid):
-        process.poll()
-        time.sleep(0.05)
-    if _group_alive(pgid):
-        os.killpg(pgid, signal.SIGKILL)
-    process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    if process in _started:
-        _started.remove(process)
-
-
-@contextmanager
-def stopped_on_exit() -> Iterator[None]:
-    """Stop every worker started, however the run ends (error, time cap, Ctrl-C, SIGTERM)."""
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for process in list(_started):
-            stop(process)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def read_line(process: subprocess.Popen[str], deadline: float) -> str:
     """The next line the worker prints, or "" if it exits or the deadline passes first."""
     assert process.stdout is not None
@@ -685,7 +589,7 @@ def measure(workers: int, args: argparse.Namespace, database_url: str, data_dir:
                 text=True,
                 start_new_session=True,
             )
-            _started.append(process)
+            _procs.started(process)
             processes.append(process)
     reports: list[dict[str, Any]] = []
     timed_out = False

@@ -53,7 +53,11 @@ def machine() -> str:
 
 
 def main() -> int:
-    scripts = sorted(p for p in (ROOT / "bench").glob("*.py") if p.name != "run.py")
+    scripts = sorted(
+        p
+        for p in (ROOT / "bench").glob("*.py")
+        if p.name != "run.py" and not p.name.startswith("_")
+    )
     sections: list[str] = []
     failed = False
     for script in scripts:

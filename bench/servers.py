@@ -28,25 +28,22 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
-ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"  # loopback only, by construction
+import _procs
+from _procs import free_port, stop, stopped_on_exit, wait_until_ready
+
+ROOT = _procs.ROOT
+HOST = _procs.HOST
 PATHS = ("/healthz", "/pricing/")
-STOP_TIMEOUT_SECONDS = 10.0
-START_TIMEOUT_SECONDS = 60.0
 _VERSION = re.compile(r"\d+\.\d+")
 
 
@@ -123,65 +120,6 @@ class Result:
 
 
 # --- Processes ------------------------------------------------------------------------------------
-_started: list[subprocess.Popen[bytes]] = []
-_stopping = threading.Event()  # set on Ctrl-C / SIGTERM: load threads stop at once
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server and every worker it forked: SIGTERM to its process group (whose id is the
-    server's pid, as it was started in a new session), SIGKILL after a grace period."""
-    pgid = process.pid
-    if _group_alive(pgid):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and _group_alive(pgid):
-        process.poll()
-        time.sleep(0.1)
-    if _group_alive(pgid):
-        os.killpg(pgid, signal.SIGKILL)
-    process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    if process in _started:
-        _started.remove(process)
-
-
-def stop_all() -> None:
-    for process in list(_started):
-        stop(process)
-
-
-@contextmanager
-def stopped_on_exit() -> Iterator[None]:
-    """Stop everything started, however the run ends (error, Ctrl-C, SIGTERM)."""
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        _stopping.set()
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        stop_all()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 def run_checked(argv: list[str], env: dict[str, str]) -> None:
     subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
 
@@ -216,24 +154,6 @@ def get(connection: http.client.HTTPConnection, path: str) -> http.client.HTTPRe
     return response
 
 
-def wait_until_ready(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with status {process.returncode} while starting")
-        try:
-            connection = http.client.HTTPConnection(HOST, port, timeout=2)
-            try:
-                if get(connection, "/healthz").status == 200:
-                    return
-            finally:
-                connection.close()
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server did not answer /healthz within {START_TIMEOUT_SECONDS:.0f} s")
-
-
 def group_rss_mib(pgid: int) -> float:
     """Resident memory of every process in the group, from /proc (Linux)."""
     total_pages = 0
@@ -266,7 +186,7 @@ def load(
         connection = http.client.HTTPConnection(HOST, port, timeout=10)
         try:
             while (
-                not _stopping.is_set()
+                not _procs.stopping.is_set()
                 and next(tickets) < requests
                 and time.perf_counter() < deadline
             ):
@@ -314,7 +234,7 @@ def measure(candidate: Candidate, env: dict[str, str], args: argparse.Namespace)
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    _started.append(process)
+    _procs.started(process)
     lines = []
     try:
         wait_until_ready(port, process)
