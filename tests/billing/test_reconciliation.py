@@ -577,3 +577,31 @@ def test_a_refund_heal_the_gateway_refuses_is_reported(customer, price, staff, m
     assert kinds(run) == [("heal_failed", "refund")]
     refund.refresh_from_db()
     assert refund.status == RefundStatus.PENDING
+
+
+def test_a_charge_whose_settlement_differs_from_its_amount_is_a_mismatch_and_nothing_changes(
+    customer, price, monkeypatch
+):
+    import dataclasses
+
+    subscribe(customer, price)
+    payment = PaymentAttempt.objects.get()
+    listed = SandboxGateway.transactions_list
+
+    def settled_short(self, *, since, until):
+        # The processor (outside our control) reports its balance moved 1 less than the charge.
+        return [
+            dataclasses.replace(item, settled_amount=item.settled_amount - 1)
+            if item.settled_amount
+            else item
+            for item in listed(self, since=since, until=until)
+        ]
+
+    monkeypatch.setattr(SandboxGateway, "transactions_list", settled_short)
+    run = reconcile()
+
+    assert kinds(run) == [("settlement", "payment")]
+    assert run.mismatches[0]["gateway"]["settled_amount"] == payment.amount - 1
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.SUCCEEDED
+    assert ledger_check().ok

@@ -96,6 +96,8 @@ class MismatchKind(StrEnum):
     MISSING_LOCALLY = "missing_locally"
     MISSING_AT_GATEWAY = "missing_at_gateway"
     LEDGER = "ledger"
+    # What the gateway's balance moved for it differs from its amount or currency.
+    SETTLEMENT = "settlement"
     # The gateway has an outcome, but recording it failed (the error is logged); tried again next run.
     HEAL_FAILED = "heal_failed"
 
@@ -108,11 +110,18 @@ class _Seen:
     reference: str
     amount: int | None = None
     currency: str | None = None
+    settled_amount: int | None = None
+    settled_currency: str = ""
 
     @classmethod
     def listed(cls, item: GatewayTransaction) -> _Seen:
         return cls(
-            status=item.status, reference=item.reference, amount=item.amount, currency=item.currency
+            status=item.status,
+            reference=item.reference,
+            amount=item.amount,
+            currency=item.currency,
+            settled_amount=item.settled_amount,
+            settled_currency=item.settled_currency,
         )
 
     @classmethod
@@ -123,6 +132,8 @@ class _Seen:
         described: dict[str, Any] = {"status": self.status, "reference": self.reference}
         if self.amount is not None:
             described |= {"amount": self.amount, "currency": self.currency}
+        if self.settled_amount is not None:
+            described |= {"settled_amount": self.settled_amount, "settled": self.settled_currency}
         return described
 
 
@@ -528,6 +539,14 @@ class _Reconciler:
             problems.append((MismatchKind.AMOUNT, ""))
         if seen.currency is not None and seen.currency != record.currency:
             problems.append((MismatchKind.CURRENCY, ""))
+        # What the gateway's balance moved, against what the ledger says moved (the record's
+        # amount); reported only when the gateway's own amount agrees (else that is the mismatch).
+        if (
+            not problems
+            and seen.settled_amount is not None
+            and (seen.settled_amount != record.amount or seen.settled_currency != record.currency)
+        ):
+            problems.append((MismatchKind.SETTLEMENT, "the gateway's balance moved another amount"))
         if record.gateway_reference and seen.reference != record.gateway_reference:
             problems.append((MismatchKind.REFERENCE, ""))
         if seen.status not in known:

@@ -327,6 +327,16 @@ def test_reconciliation_settles_a_payment_whose_webhook_never_arrived(
     )
     assert (again.healed_count, again.mismatched_count) == (0, 0)
     assert ledger_check().ok
+    # The listing carries what Stripe's balance moved (its balance transactions): the charges in full.
+    listed = stripe_gateway.transactions_list(
+        since=now - dt.timedelta(hours=1), until=now + dt.timedelta(minutes=1)
+    )
+    succeeded = [item for item in listed if item.status == "succeeded"]
+    assert succeeded
+    assert all(
+        (item.settled_amount, item.settled_currency) == (item.amount, item.currency)
+        for item in succeeded
+    )
 
 
 def intents_with_key(gateway, key: str) -> list:

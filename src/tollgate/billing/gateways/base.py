@@ -168,6 +168,10 @@ class GatewayTransaction:
     currency: str
     idempotency_key: str
     created_at: dt.datetime
+    # What the gateway's balance moved for it (Stripe: its balance transaction), as a positive
+    # amount in minor units and its currency; None when the gateway does not say (not settled yet).
+    settled_amount: int | None = None
+    settled_currency: str = ""
 
 
 @dataclass(frozen=True, slots=True)

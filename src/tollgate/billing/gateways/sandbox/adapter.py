@@ -110,6 +110,13 @@ def _fingerprint(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
+def _settled(status: str, amount: int, currency: str) -> dict[str, Any]:
+    """The sandbox's balance moves by exactly what succeeded, in its currency."""
+    if status != "succeeded":
+        return {}
+    return {"settled_amount": amount, "settled_currency": currency}
+
+
 def _charge_fingerprint(request: ChargeRequest) -> str:
     return _fingerprint(
         {
@@ -469,6 +476,7 @@ class SandboxGateway:
                 currency=charge.currency,
                 idempotency_key=charge.idempotency_key,
                 created_at=charge.created_at,
+                **_settled(charge.status, charge.amount, charge.currency),
             )
             for charge in SandboxCharge.objects.filter(created_at__gte=since, created_at__lt=until)
         ]
@@ -481,6 +489,7 @@ class SandboxGateway:
                 currency=refund.currency,
                 idempotency_key=refund.idempotency_key,
                 created_at=refund.created_at,
+                **_settled(refund.status, refund.amount, refund.currency),
             )
             for refund in SandboxRefund.objects.filter(created_at__gte=since, created_at__lt=until)
         ]

@@ -504,7 +504,7 @@ class StripeGateway:
                     # One bound is sent (``gt`` the second before); the end is checked here.
                     "created": {"gt": _timestamp(since) - 1},
                     "limit": PAGE_SIZE,
-                    "expand": ["data.payment_intent"],
+                    "expand": ["data.payment_intent", "data.balance_transaction"],
                 }
             )
             for charge in listed.auto_paging_iter():
@@ -514,7 +514,9 @@ class StripeGateway:
     def _refunds(self, *, since: dt.datetime, until: dt.datetime) -> Iterator[stripe.Refund]:
         # Stripe lists refunds newest first: the walk stops at the first one older than the window.
         with _calls():
-            listed = self.client.v1.refunds.list(params={"limit": PAGE_SIZE})
+            listed = self.client.v1.refunds.list(
+                params={"limit": PAGE_SIZE, "expand": ["data.balance_transaction"]}
+            )
             for refund in listed.auto_paging_iter():
                 created = _moment(refund.created)
                 if created < since:
@@ -631,6 +633,7 @@ def _charge_transaction(charge: stripe.Charge) -> GatewayTransaction | None:
         currency=str(charge.currency).upper(),
         idempotency_key=str(key),
         created_at=_moment(charge.created),
+        **_settlement(charge),
     )
 
 
@@ -645,7 +648,20 @@ def _refund_transaction(refund: stripe.Refund) -> GatewayTransaction:
         currency=str(refund.currency).upper(),
         idempotency_key=str(key),
         created_at=_moment(refund.created),
+        **_settlement(refund),
     )
+
+
+def _settlement(item: stripe.Charge | stripe.Refund) -> dict[str, Any]:
+    """What Stripe's balance moved for a charge or refund: its balance transaction's amount (as a
+    positive number: a refund's is negative) and currency; nothing while it has none."""
+    balance = stripe_field(item, "balance_transaction")
+    if balance is None or isinstance(balance, str):
+        return {}
+    return {
+        "settled_amount": abs(int(balance.amount)),
+        "settled_currency": str(balance.currency).upper(),
+    }
 
 
 # --- The adapter's own records ---------------------------------------------------------------------------
