@@ -67,6 +67,7 @@ from tollgate.billing.states import (
     RefundStatus,
     SubscriptionStatus,
 )
+from tollgate.catalog.models import Price
 from tollgate.core import clock
 
 log = structlog.get_logger(__name__)
@@ -223,10 +224,10 @@ def _period_ends(
         subscriptions = {
             subscription.customer_id: subscription
             for subscription in due.filter(customer__in=customers)
-            .select_for_update(of=("self",))
-            .select_related("price__plan", "scheduled_price__plan")
+            .select_for_update()
             .order_by("pk")
         }
+        _prices_attach(list(subscriptions.values()))
         cards = {
             method.customer_id: method
             for method in PaymentMethod.objects.filter(customer__in=customers, is_default=True)
@@ -246,6 +247,23 @@ def _period_ends(
     renewal_charges_send(charges)
     result.charged += len(charges)
     return len(customers)
+
+
+def _prices_attach(subscriptions: list[Subscription]) -> None:
+    """Give the subscriptions their prices and plans, read once for the batch (a few prices are
+    shared by many subscriptions)."""
+    wanted = {subscription.price_id for subscription in subscriptions} | {
+        subscription.scheduled_price_id
+        for subscription in subscriptions
+        if subscription.scheduled_price_id is not None
+    }
+    prices = {
+        price.pk: price for price in Price.objects.select_related("plan").filter(pk__in=wanted)
+    }
+    for subscription in subscriptions:
+        subscription.price = prices[subscription.price_id]
+        if subscription.scheduled_price_id is not None:
+            subscription.scheduled_price = prices[subscription.scheduled_price_id]
 
 
 def _plain_renewals(

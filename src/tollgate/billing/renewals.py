@@ -190,43 +190,40 @@ def renewal_charges_send(charges: list[services.PendingCharge]) -> None:
     successes together, anything else one by one."""
     results = list(zip(charges, services.payment_charge_requests_send(charges), strict=True))
     recorded = _successes_record(
-        {
-            charge.payment.pk: result
+        [
+            (charge, result)
             for charge, result in results
             if result is not None and result.status == ChargeStatus.SUCCEEDED
-        }
+        ]
     )
     for charge, result in results:
         if charge.payment.pk not in recorded:
             services.payment_outcome_record(payment=charge.payment, result=result, actor=None)
 
 
-def _successes_record(results: dict[int, ChargeResult]) -> set[int]:
-    """Record the captured payments among ``results`` (payment pk -> result) in one transaction;
-    returns the pks recorded. A payment that is no longer pending, or whose invoice or subscription
-    is not in the state a plain renewal leaves it in, is left for the one-by-one path."""
-    if not results:
+def _successes_record(successes: list[tuple[services.PendingCharge, ChargeResult]]) -> set[int]:
+    """Record captured payments (the renewals' own pending charges) in one transaction; returns
+    the pks recorded. A payment that is no longer pending, or whose invoice or subscription is not
+    in the state a plain renewal leaves it in, is left for the one-by-one path."""
+    if not successes:
         return set()
+    results = {charge.payment.pk: result for charge, result in successes}
+    # Which rows to lock comes from the renewals' own invoices (an invoice never changes hands);
+    # their state is read under the locks.
+    known = [charge.payment.invoice for charge, _ in successes]
+    invoice_ids = sorted(invoice.pk for invoice in known)
     now = clock.now()
     with transaction.atomic(durable=True):
-        payments = {
-            payment.pk: payment
-            for payment in PaymentAttempt.objects.filter(pk__in=results).only("pk", "invoice_id")
-        }
-        invoice_ids = sorted({payment.invoice_id for payment in payments.values()})
-        invoices_seen = Invoice.objects.filter(pk__in=invoice_ids).only(
-            "pk", "customer_id", "subscription_id"
-        )
         customers = {
             customer.pk: customer
             for customer in Customer.objects.select_for_update()
-            .filter(pk__in={invoice.customer_id for invoice in invoices_seen})
+            .filter(pk__in={invoice.customer_id for invoice in known})
             .order_by("pk")
         }
         subscriptions = {
             subscription.pk: subscription
             for subscription in Subscription.objects.select_for_update()
-            .filter(pk__in={invoice.subscription_id for invoice in invoices_seen})
+            .filter(pk__in={invoice.subscription_id for invoice in known})
             .order_by("pk")
         }
         invoices = {
