@@ -130,3 +130,59 @@ def test_password_reset_request_reveals_nothing(client, user, django_capture_on_
         unknown = client.post("/accounts/password/reset/", {"email": "nobody@example.org"})
     assert known.status_code == unknown.status_code == 302
     assert known["Location"] == unknown["Location"]
+
+
+def test_a_sign_up_from_a_plan_returns_to_that_plans_checkout_after_verifying_and_signing_in(
+    client, django_capture_on_commit_callbacks
+):
+    checkout = "/billing/checkout/price_0123456789ABCDEFGHJK/"
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            f"/accounts/signup/?next={checkout}",
+            {
+                "email": "new@example.org",
+                "password1": STRONG_PASSWORD,
+                "password2": STRONG_PASSWORD,
+            },
+        )
+    link = next(
+        link
+        for link in links_in(last_mail_to("new@example.org"))
+        if "/accounts/confirm-email/" in link
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(re.sub(r"^https?://[^/]+", "", link))
+    response = client.post(
+        "/accounts/login/", {"login": "new@example.org", "password": STRONG_PASSWORD}
+    )
+    assert response.status_code == 302
+    assert response["Location"] == checkout
+    # Once: the next sign-in goes to the usual place.
+    client.post("/accounts/logout/")
+    response = client.post(
+        "/accounts/login/", {"login": "new@example.org", "password": STRONG_PASSWORD}
+    )
+    assert response["Location"] != checkout
+
+
+def test_a_sign_up_never_returns_to_another_site(client, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(
+            "/accounts/signup/?next=https://evil.example/steal",
+            {
+                "email": "new@example.org",
+                "password1": STRONG_PASSWORD,
+                "password2": STRONG_PASSWORD,
+            },
+        )
+    link = next(
+        link
+        for link in links_in(last_mail_to("new@example.org"))
+        if "/accounts/confirm-email/" in link
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(re.sub(r"^https?://[^/]+", "", link))
+    response = client.post(
+        "/accounts/login/", {"login": "new@example.org", "password": STRONG_PASSWORD}
+    )
+    assert "evil.example" not in response["Location"]

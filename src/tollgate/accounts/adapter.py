@@ -1,4 +1,4 @@
-"""How allauth sends mail and builds links for Tollgate."""
+"""How allauth sends mail, builds links and redirects for Tollgate."""
 
 from __future__ import annotations
 
@@ -8,13 +8,40 @@ from typing import Any
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpRequest
 from django.template import TemplateDoesNotExist
 from django.template.loader import render_to_string
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from tollgate.notifications.services import email_enqueue, html_from_text
 
+# Where a new account goes after its first sign-in: the page it signed up from (a plan's checkout).
+# Verification happens by email in between, so the sign-up's ``next`` would otherwise be lost.
+RETURN_AFTER_SIGN_UP = "tollgate_return_after_sign_up"
+
+
+def _local_path(request: HttpRequest, url: str | None) -> str | None:
+    """``url`` if it is a path on this site (never another site, never a scheme-relative URL)."""
+    if not url or not url.startswith("/") or url.startswith("//"):
+        return None
+    if not url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}):
+        return None
+    return url
+
 
 class AccountAdapter(DefaultAccountAdapter):
+    def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
+        saved = super().save_user(request, user, form, commit)
+        target = _local_path(request, request.POST.get("next") or request.GET.get("next"))
+        if target is not None:
+            request.session[RETURN_AFTER_SIGN_UP] = target
+        return saved
+
+    def get_login_redirect_url(self, request: HttpRequest) -> str:
+        """After the first sign-in of a new account, the page it signed up from (once)."""
+        target = _local_path(request, request.session.pop(RETURN_AFTER_SIGN_UP, None))
+        return target or str(super().get_login_redirect_url(request))
+
     def send_mail(self, template_prefix: str, email: str, context: dict[str, Any]) -> None:
         """Render the account email now and send it through the outbox after commit."""
         full_context = {
