@@ -21,6 +21,7 @@ from tollgate.billing.models import (
     Subscription,
 )
 from tollgate.billing.states import (
+    PAYMENT_LIVE,
     SUBSCRIPTION_ENDED,
     InvoiceStatus,
     PaymentStatus,
@@ -318,6 +319,27 @@ class InvoiceReceipt:
         if self.invoice.status != InvoiceStatus.OPEN:
             return 0
         return self.invoice.total - self.invoice.amount_paid
+
+    @property
+    def awaiting_confirmation(self) -> PaymentAttempt | None:
+        """The payment waiting for the customer to confirm it with their bank (3-D Secure)."""
+        return next(
+            (
+                payment
+                for payment in reversed(self.payments)
+                if payment.status == PaymentStatus.REQUIRES_ACTION and payment.action_url
+            ),
+            None,
+        )
+
+    @property
+    def payable_now(self) -> bool:
+        """Whether the customer can pay it now: open (or written off: still owed), and no payment of
+        it in progress or captured."""
+        return self.invoice.status in (
+            InvoiceStatus.OPEN,
+            InvoiceStatus.UNCOLLECTIBLE,
+        ) and not any(payment.status in PAYMENT_LIVE for payment in self.payments)
 
 
 def invoice_receipt(*, customer: Customer, public_id: str) -> InvoiceReceipt:

@@ -61,6 +61,12 @@ class ChangePlanForm(TokenForm):
     price = forms.CharField(widget=forms.HiddenInput, max_length=32)
 
 
+class PayInvoiceForm(TokenForm):
+    """Paying an open invoice now with the saved card."""
+
+    purpose = "invoice_pay"
+
+
 class CancelForm(TokenForm):
     purpose = "subscription_cancel"
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("payment-method/", views.payment_method, name="payment_method"),
     path("invoices/<str:invoice_id>/", views.invoice, name="invoice"),
     path("invoices/<str:invoice_id>/pdf/", views.invoice_pdf, name="invoice_pdf"),
+    path("invoices/<str:invoice_id>/pay/", views.invoice_pay, name="invoice_pay"),
     path("change/", views.change_plan, name="change_plan"),
     path("cancel/", views.cancel, name="cancel"),
     path("resume/", views.resume, name="resume"),

@@ -34,7 +34,7 @@ from tollgate.catalog.selectors import plans_for_sale
 from tollgate.core import clock
 from tollgate.core.errors import IdempotencyKeyInProgress, NotFound, TollgateError
 from tollgate.core.idempotency import form_token_redeem
-from tollgate.web.billing_forms import CancelForm, ChangePlanForm, CheckoutForm
+from tollgate.web.billing_forms import CancelForm, ChangePlanForm, CheckoutForm, PayInvoiceForm
 
 # The checkout waiting for the customer to come back from the hosted card form: the price, the
 # form token of the checkout (its idempotency key) and whether the plan's trial applies.
@@ -373,8 +373,58 @@ def _receipt(request: HttpRequest, invoice_id: str) -> selectors.InvoiceReceipt:
 @require_safe
 @login_required
 def invoice(request: HttpRequest, invoice_id: str) -> HttpResponse:
-    """An invoice's receipt: its lines, payments, refunds and totals (its owner only)."""
-    return render(request, "billing/invoice.html", {"receipt": _receipt(request, invoice_id)})
+    """An invoice's receipt: its lines, payments, refunds and totals (its owner only); an invoice
+    still owed can be paid here with the saved card, or confirmed with the bank."""
+    receipt = _receipt(request, invoice_id)
+    card = (
+        selectors.payment_method_default(customer=receipt.invoice.customer)
+        if receipt.payable_now
+        else None
+    )
+    return render(
+        request,
+        "billing/invoice.html",
+        {
+            "receipt": receipt,
+            "card": card,
+            "owed": receipt.invoice.total - receipt.invoice.amount_paid,
+            "pay_form": PayInvoiceForm(owner=_user(request).public_id) if card else None,
+        },
+    )
+
+
+@require_POST
+@login_required
+def invoice_pay(request: HttpRequest, invoice_id: str) -> HttpResponse:
+    """Pay an invoice still owed now, with the saved card (on session: the customer is here). A
+    second submission of the same form returns the first attempt's outcome."""
+    user = _user(request)
+    receipt = _receipt(request, invoice_id)
+    back = redirect("billing:invoice", invoice_id=invoice_id)
+    back.status_code = 303
+    form = PayInvoiceForm(request.POST, owner=user.public_id)
+    if not form.is_valid():
+        messages.error(request, "This page was out of date. Check the invoice and pay again.")
+        return back
+    try:
+        payment = services.invoice_pay(
+            invoice=receipt.invoice,
+            off_session=False,
+            actor=user,
+            idempotency_key=form.cleaned_data["idempotency_key"],
+        )
+    except TollgateError as exc:
+        messages.error(request, exc.message)
+        return back
+    if payment.status == PaymentStatus.SUCCEEDED:
+        messages.success(request, f"Invoice {receipt.invoice.number} is paid. Thank you.")
+    elif payment.status == PaymentStatus.REQUIRES_ACTION:
+        messages.info(request, "Your bank wants you to confirm this payment.")
+    elif payment.status == PaymentStatus.FAILED:
+        messages.error(request, f"{decline_message(payment.decline_code)} Try another card.")
+    else:
+        messages.info(request, "The payment is being processed; this page will show the outcome.")
+    return back
 
 
 @require_safe
