@@ -101,7 +101,12 @@ def test_staff_refund_part_of_a_payment_and_the_customer_sees_it(
     assert page.get_by_role("heading", name="Refunds (1)").is_visible()
     assert page.get_by_text("Charged twice for the same week").is_visible()
 
-    for path in ("/staff/revenue/", "/staff/reconciliation/", "/staff/events/"):
+    for path in (
+        "/staff/revenue/",
+        "/staff/reconciliation/",
+        "/staff/events/",
+        "/staff/disputes/",
+    ):
         response = page.goto(base + path)
         assert response is not None
         assert response.status == 200, path

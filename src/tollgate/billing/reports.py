@@ -28,6 +28,7 @@ from tollgate.audit.models import AuditEvent
 from tollgate.billing import periods
 from tollgate.billing.models import (
     Customer,
+    Dispute,
     InboundEvent,
     Invoice,
     PaymentAttempt,
@@ -462,3 +463,21 @@ def revenue_overview(*, now: dt.datetime | None = None) -> RevenueOverview:
         at_risk=at_risk,
         at_risk_invoices=at_risk_invoices,
     )
+
+
+def disputes_for_staff() -> QuerySet[Dispute]:
+    """Disputes as staff see them: those needing attention first, then open ones by when evidence
+    is due (soonest first, unknown last), then closed ones newest first; with the payment, invoice
+    and customer joined (one query however many there are)."""
+    return Dispute.objects.select_related("payment__invoice__customer").order_by(
+        F("needs_attention").desc(),
+        F("closed_at").desc(nulls_first=True),
+        F("evidence_due_by").asc(nulls_last=True),
+        "-opened_at",
+        "-id",
+    )
+
+
+def disputes_needing_attention_count() -> int:
+    """How many disputes staff have not looked at since they last changed (one COUNT query)."""
+    return Dispute.objects.filter(needs_attention=True).count()

@@ -23,5 +23,11 @@ urlpatterns = [
     path("reconciliation/<str:run_id>/", views.reconciliation_detail, name="reconciliation_run"),
     path("events/", views.event_list, name="events"),
     path("events/<str:gateway>/<str:event_id>/retry/", views.event_retry, name="event_retry"),
+    path("disputes/", views.disputes, name="disputes"),
+    path(
+        "disputes/<str:dispute_id>/acknowledge/",
+        views.dispute_acknowledge,
+        name="dispute_acknowledge",
+    ),
     path("revenue/", views.revenue, name="revenue"),
 ]

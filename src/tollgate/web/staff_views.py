@@ -25,7 +25,15 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from tollgate.accounts.models import User
 from tollgate.billing import inbox, reports, services
-from tollgate.billing.models import InboundEvent, Invoice, PaymentAttempt, Refund, Subscription
+from tollgate.billing.disputes import dispute_acknowledge as dispute_seen
+from tollgate.billing.models import (
+    Dispute,
+    InboundEvent,
+    Invoice,
+    PaymentAttempt,
+    Refund,
+    Subscription,
+)
 from tollgate.billing.states import InvoiceStatus, PaymentStatus
 from tollgate.core.errors import IdempotencyKeyInProgress, TollgateError
 from tollgate.core.idempotency import form_token_issue, form_token_redeem
@@ -355,6 +363,38 @@ def event_retry(request: HttpRequest, gateway: str, event_id: str) -> HttpRespon
             "see the outcome.",
         )
     return redirect(reverse("staff:events"))
+
+
+# --- Disputes -------------------------------------------------------------------------------------------
+DISPUTES_SHOWN = 200
+
+
+@require_safe
+@staff_required
+def disputes(request: HttpRequest) -> HttpResponse:
+    """Chargebacks the gateway reported: those nobody has looked at since they changed first."""
+    return render(
+        request,
+        "staff/disputes.html",
+        {
+            "disputes": list(reports.disputes_for_staff()[:DISPUTES_SHOWN]),
+            "attention": reports.disputes_needing_attention_count(),
+        },
+    )
+
+
+@require_POST
+@staff_required
+def dispute_acknowledge(request: HttpRequest, dispute_id: str) -> HttpResponse:
+    found = Dispute.objects.filter(public_id=dispute_id).first()
+    if found is None:
+        return _not_found(request)
+    dispute_seen(dispute=found, actor=_staff(request))
+    messages.success(
+        request,
+        f"Dispute {found.public_id} is marked as seen; it is flagged again if it changes.",
+    )
+    return redirect(reverse("staff:disputes"))
 
 
 # --- Revenue ----------------------------------------------------------------------------------------------
