@@ -80,6 +80,7 @@ _NOT_SENT_YET = frozenset({PaymentStatus.PENDING, PaymentStatus.UNKNOWN})
 _CHARGE_STATUSES = frozenset(status.value for status in ChargeStatus)
 _REFUND_STATUSES = frozenset(status.value for status in RefundOutcome)
 _Row = TypeVar("_Row", bound=Model)
+_Settled = TypeVar("_Settled", PaymentAttempt, Refund)
 _NOT_RECEIVED = "not received by the gateway; the billing clock sends it again under its key"
 _UNREACHABLE = "the gateway could not be asked about it; asked again next run"
 _NOT_SETTLED = (
@@ -445,30 +446,17 @@ class _Reconciler:
             )
             return
         if awaiting and seen.status != payment.status:
-            payment = self._heal_payment(payment, seen, key=key)
+            payment = self._heal(
+                payment,
+                seen,
+                key=key,
+                kind_of_record="payment",
+                reconcile=lambda record: services.payment_reconcile(
+                    payment=record, actor=self.actor
+                ),
+            )
         if payment.status == PaymentStatus.SUCCEEDED:
             self.captured.append(payment)
-
-    def _heal_payment(self, payment: PaymentAttempt, seen: _Seen, *, key: str) -> PaymentAttempt:
-        before = payment.status
-        try:
-            healed = services.payment_reconcile(payment=payment, actor=self.actor)
-        except Exception as exc:
-            log.exception("billing.reconciliation_heal_failed", payment=payment.public_id)
-            self.findings.mismatch(
-                MismatchKind.HEAL_FAILED,
-                kind_of_record="payment",
-                key=key,
-                record=payment,
-                seen=seen,
-                detail=type(exc).__name__,
-            )
-            return payment
-        if healed.status == before:
-            self.findings.unresolvable(kind_of_record="payment", record=healed, why=_NOT_SETTLED)
-            return healed
-        self._healed("payment", healed, before=before)
-        return healed
 
     # --- Refunds ----------------------------------------------------------------------------------
     def _refund(self, refund: Refund | None, seen: _Seen | None, *, key: str) -> None:
@@ -493,7 +481,13 @@ class _Reconciler:
         if self._disagrees(refund, seen, kind_of_record="refund", known=_REFUND_STATUSES):
             return
         if refund.status == RefundStatus.PENDING:
-            refund = self._heal_refund(refund, seen, key=key)
+            refund = self._heal(
+                refund,
+                seen,
+                key=key,
+                kind_of_record="refund",
+                reconcile=lambda record: services.refund_reconcile(refund=record, actor=self.actor),
+            )
         elif refund.status != seen.status:
             findings.mismatch(
                 MismatchKind.STATUS, kind_of_record="refund", key=key, record=refund, seen=seen
@@ -502,25 +496,39 @@ class _Reconciler:
         if refund.status == RefundStatus.SUCCEEDED:
             self.refunded.append(refund)
 
-    def _heal_refund(self, refund: Refund, seen: _Seen, *, key: str) -> Refund:
-        before = refund.status
+    def _heal(
+        self,
+        record: _Settled,
+        seen: _Seen,
+        *,
+        key: str,
+        kind_of_record: str,
+        reconcile: Callable[[_Settled], _Settled],
+    ) -> _Settled:
+        """Record the gateway's outcome of ``record`` through its service (``reconcile``); a
+        failure is reported, an outcome the gateway does not have yet is left for the next run."""
+        before = record.status
         try:
-            healed = services.refund_reconcile(refund=refund, actor=self.actor)
+            healed = reconcile(record)
         except Exception as exc:
-            log.exception("billing.reconciliation_heal_failed", refund=refund.public_id)
+            log.exception(
+                "billing.reconciliation_heal_failed", **{kind_of_record: record.public_id}
+            )
             self.findings.mismatch(
                 MismatchKind.HEAL_FAILED,
-                kind_of_record="refund",
+                kind_of_record=kind_of_record,
                 key=key,
-                record=refund,
+                record=record,
                 seen=seen,
                 detail=type(exc).__name__,
             )
-            return refund
+            return record
         if healed.status == before:
-            self.findings.unresolvable(kind_of_record="refund", record=healed, why=_NOT_SETTLED)
+            self.findings.unresolvable(
+                kind_of_record=kind_of_record, record=healed, why=_NOT_SETTLED
+            )
             return healed
-        self._healed("refund", healed, before=before)
+        self._healed(kind_of_record, healed, before=before)
         return healed
 
     # --- Both -------------------------------------------------------------------------------------
