@@ -26,8 +26,6 @@ Usage: python bench/webhooks.py [--events 6000] [--clients 2] [--threads 8] [--w
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import http.client
 import json
 import multiprocessing
@@ -54,6 +52,8 @@ from _procs import (
     stopped_on_exit,
     wait_until_ready,
 )
+
+from tollgate.billing.gateways.signatures import signature_header_build
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tollgate_bench_webhooks"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -115,10 +115,7 @@ def signed_events(count: int, secret: str) -> list[tuple[bytes, str]]:
                 },
             }
         ).encode()
-        signature = hmac.new(
-            secret.encode(), str(now).encode() + b"." + body, hashlib.sha256
-        ).hexdigest()
-        events.append((body, f"t={now},v1={signature}"))
+        events.append((body, signature_header_build(payload=body, secrets=[secret], timestamp=now)))
     return events
 
 
