@@ -293,11 +293,8 @@ class SandboxGateway:
             )
             rows.append((request, card, charge))
         new = [charge for _, _, charge in rows if charge is not None]
-        if transaction.get_connection().in_atomic_block:
-            with transaction.atomic():
-                SandboxCharge.objects.bulk_create(new, ignore_conflicts=True)
-        else:
-            SandboxCharge.objects.bulk_create(new, ignore_conflicts=True)
+        # A key seen before is skipped by the database (ON CONFLICT DO NOTHING), never an error.
+        SandboxCharge.objects.bulk_create(new, ignore_conflicts=True)
         stored = {
             charge.idempotency_key: charge
             for charge in SandboxCharge.objects.filter(
