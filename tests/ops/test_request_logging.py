@@ -74,11 +74,16 @@ def test_logs_written_while_serving_a_request_carry_its_id(captured_logs: Captur
     token = context.bind(context.RequestContext(request_id="req-0000abcd"))
     try:
         structlog.get_logger("tollgate.test").info("something.happened", detail="ok")
+        # Only the request's own id (accepted or issued, so never one the scrubber would change)
+        # is written as it is; any other value under that name is scrubbed like any value.
+        structlog.get_logger("tollgate.test").info("forwarded", request_id="4242424242424242")
     finally:
         context.reset(token)
     [line] = captured_logs.events("something.happened")
     assert line["request_id"] == "req-0000abcd"
     assert line["logger"] == "tollgate.test"
+    [forwarded] = captured_logs.events("forwarded")
+    assert forwarded["request_id"] == REDACTED
 
 
 def test_each_log_line_is_one_json_object_with_secrets_redacted(

@@ -117,6 +117,7 @@ def mask_email(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+@functools.lru_cache(maxsize=4096)  # keys come from code and repeat on every log line
 def is_sensitive_key(key: str) -> bool:
     """Whether a value stored under ``key`` must never be written out."""
     lowered = key.lower()

@@ -20,6 +20,9 @@ from tollgate.core.redaction import scrub
 
 # Keys structlog's ProcessorFormatter adds for its own use and removes before rendering.
 _FORMATTER_META = ("_record", "_from_structlog")
+# What the processors below write themselves (a timestamp, a level, a logger's name) carries
+# nothing to redact; left out of the scrubber, a fresh timestamp no longer costs a full scan.
+_OWN_FIELDS = ("timestamp", "level", "logger")
 
 
 def _add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -42,9 +45,13 @@ def _redact_request_path(_: WrappedLogger, __: str, event_dict: EventDict) -> Ev
 
 
 def _redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    meta = {key: event_dict.pop(key) for key in _FORMATTER_META if key in event_dict}
+    kept = {key: event_dict.pop(key) for key in _FORMATTER_META + _OWN_FIELDS if key in event_dict}
+    request_id = event_dict.get("request_id")
+    if request_id and request_id == context.current().request_id:
+        # The request's own id: accepted or made only if the scrubber leaves it as it is.
+        kept["request_id"] = event_dict.pop("request_id")
     redacted: EventDict = scrub(event_dict)
-    redacted.update(meta)
+    redacted.update(kept)
     return redacted
 
 
