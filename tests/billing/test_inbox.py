@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import threading
+import time
 
 import pytest
 import stripe
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test import Client
 
 from tests import concurrency
@@ -548,3 +550,91 @@ def test_news_of_a_success_after_tollgate_gave_up_is_reported_not_overwritten(
         "failed",
         "succeeded",
     )
+
+
+# --- Deliveries stored together ---------------------------------------------------------------------
+
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="concurrent deliveries need PostgreSQL (SQLite serializes all writers)",
+)
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_many_deliveries_at_once_share_inserts_and_each_event_is_stored_and_processed_once(
+    secret,
+    captured_logs: CapturedLogs,  # noqa: F811
+):
+    bodies = [event_body() for _ in range(16)]
+    with clock.frozen(NOW):
+        answers = concurrency.race(
+            lambda index: deliver(Client(), bodies[index], stripe_header(bodies[index], secret)),
+            len(bodies),
+            timeout=60,
+        )
+
+    assert [answer.status_code for answer in answers] == [200] * len(bodies)
+    assert [answer.json() for answer in answers] == [{"received": True, "duplicate": False}] * 16
+    stored = InboundEvent.objects.all()
+    assert sorted(event.event_id for event in stored) == sorted(
+        json.loads(body)["id"] for body in bodies
+    )
+    assert {event.status for event in stored} == {InboundEvent.Status.PROCESSED}
+    assert {event.attempts for event in stored} == {1}
+    lines = captured_logs.events("inbox.stored")
+    assert sum(line["stored"] for line in lines) == 16
+    assert len(lines) < 16  # deliveries that arrived during a write were stored together
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_a_delivery_the_database_does_not_take_in_time_gets_503_and_is_taken_when_sent_again(
+    secret, monkeypatch
+):
+    monkeypatch.setattr(inbox._intake, "_timeout", 0.5)
+    held, blocked = event_body(), event_body()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        # Another transaction stores the same event and has not committed: storing it here waits.
+        try:
+            with transaction.atomic():
+                InboundEvent.objects.create(
+                    gateway="sandbox", event_id=json.loads(held)["id"], type="invoice.noted",
+                    occurred_at=NOW, received_at=NOW,
+                )  # fmt: skip
+                holding.set()
+                release.wait(10)
+                transaction.set_rollback(True)
+        finally:
+            connections.close_all()
+
+    def signed(payload: bytes) -> str:
+        return stripe_header(payload, secret, timestamp=dt.datetime.now(dt.UTC))
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert holding.wait(10)
+
+    def deliver_held() -> None:
+        try:
+            deliver(Client(), held, signed(held))
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=deliver_held)
+    first.start()
+    time.sleep(0.2)  # its INSERT now waits for the other transaction; the next delivery queues
+    refused = deliver(Client(), blocked, signed(blocked))
+    release.set()
+    holder.join(10)
+    first.join(10)
+    again = deliver(Client(), blocked, signed(blocked))
+
+    assert refused.status_code == 503
+    assert refused["Retry-After"] == "5"
+    assert refused.json()["error"]["code"] == "inbox_busy"
+    assert (again.status_code, again.json()) == (200, {"received": True, "duplicate": False})
+    assert InboundEvent.objects.filter(event_id=json.loads(blocked)["id"]).count() == 1
+    assert InboundEvent.objects.filter(event_id=json.loads(held)["id"]).count() == 1

@@ -483,7 +483,7 @@ def test_card_numbers_never_reach_a_log_or_the_database(
     assert Invoice.objects.get().status == InvoiceStatus.PAID
 
     logged = captured_logs.text
-    assert "inbox.received" in logged  # the capture saw the journey
+    assert "inbox.stored" in logged  # the capture saw the journey
     assert captured_logs.events("request")
     stored = "".join(
         serializers.serialize("json", model.objects.all()) for model in apps.get_models()

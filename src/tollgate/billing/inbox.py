@@ -6,9 +6,10 @@ Intake (:func:`event_receive`), used by the webhook endpoint and by the sandbox'
    (``Gateway.event_parse``; Stripe's scheme is in ``gateways/signatures.py``). A rejected event
    raises ``EventRejected`` and nothing is stored;
 2. the event is stored under a unique constraint on (gateway, provider event id): a redelivery,
-   even several at the same instant, finds the stored row and changes nothing;
-3. after commit the worker is asked to process it. Nothing else happens in the request, so the
-   sender gets its 2xx fast.
+   even several at the same instant, finds the stored row and changes nothing. Deliveries that
+   arrive together are stored together (one SELECT, one INSERT: ``core.group_commit``);
+3. after commit the worker is asked to process them (one task per stored batch). Nothing else
+   happens in the request, so the sender gets its 2xx fast.
 
 Processing (:func:`event_process`, and :func:`events_sweep` every minute as the safety net): a
 worker takes a lease on the event (``locked_until``), runs its handler from ``billing.events``
@@ -21,22 +22,25 @@ handler is stored and acknowledged.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import structlog
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F, Q, QuerySet
+from django.db.models.constants import OnConflict
 
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
 from tollgate.billing.events import EventNotReady, handler_for
+from tollgate.billing.gateways.base import GatewayEvent
 from tollgate.billing.gateways.registry import gateway_get
 from tollgate.billing.models import InboundEvent
 from tollgate.core import clock
-from tollgate.core.errors import BadRequest, Conflict, PermissionDenied
+from tollgate.core.errors import BadRequest, Conflict, PermissionDenied, ServiceUnavailable
+from tollgate.core.group_commit import GroupCommit, GroupCommitBusy
 from tollgate.core.outbox import retry_delay
 
 log = structlog.get_logger(__name__)
@@ -61,11 +65,24 @@ class WebhookRejected(BadRequest):
     )
 
 
+class IntakeBusy(ServiceUnavailable):
+    code = "inbox_busy"
+    default_message = (
+        "The event could not be stored in time and was not acknowledged: send it again."
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EventReceipt:
-    event: InboundEvent
+    gateway: str
+    event_id: str  # the gateway's own id of the event
     # False when the event had been stored before (a redelivery): nothing was changed.
     created: bool
+
+    @property
+    def event(self) -> InboundEvent:
+        """The stored event (one query)."""
+        return InboundEvent.objects.get(gateway=self.gateway, event_id=self.event_id)
 
 
 def signature_header_for(gateway: str) -> str | None:
@@ -77,17 +94,30 @@ def event_receive(*, gateway: str, payload: bytes, signature: str) -> EventRecei
     """Verify and store an inbound event once; its processing is left to the worker.
 
     Raises ``EventRejected`` (nothing stored) when the signature, its age or the body is not
-    acceptable to the gateway's adapter. Storing the same event again returns the stored row.
+    acceptable to the gateway's adapter, and ``IntakeBusy`` when the database did not take the
+    event in time (the sender retries; a redelivery is harmless). Storing the same event again
+    returns ``created=False`` and changes nothing.
+
+    Concurrent deliveries to one process are stored together (``core.group_commit``): one
+    INSERT for the batch, one task queued for its new events, one line logged. Inside a caller's
+    transaction (the sandbox's hosted pages, tests) the INSERT runs in that transaction and the
+    task is queued after its commit.
     """
     parsed = gateway_get(gateway).event_parse(payload=payload, signature=signature)
-    now = clock.now()
     try:
-        # One INSERT is the whole write: in autocommit it is its own transaction, without the
-        # BEGIN/COMMIT round trips that are most of an event's cost at webhook rates. Inside a
-        # caller's transaction it takes a savepoint, so that a duplicate leaves that one usable.
-        in_transaction = transaction.get_connection().in_atomic_block
-        with transaction.atomic() if in_transaction else contextlib.nullcontext():
-            event = InboundEvent.objects.create(
+        return _intake.submit((gateway, parsed))
+    except GroupCommitBusy as exc:
+        raise IntakeBusy() from exc
+
+
+def _events_store(batch: Sequence[tuple[str, GatewayEvent]]) -> list[EventReceipt]:
+    """Store a batch of verified events (any gateways), each once, in one statement."""
+    now = clock.now()
+    fresh: dict[tuple[str, str], InboundEvent] = {}
+    for gateway, parsed in batch:
+        fresh.setdefault(
+            (gateway, parsed.id),
+            InboundEvent(
                 gateway=gateway,
                 event_id=parsed.id,
                 type=parsed.type,
@@ -95,26 +125,78 @@ def event_receive(*, gateway: str, payload: bytes, signature: str) -> EventRecei
                 occurred_at=parsed.created_at,
                 received_at=now,
                 next_attempt_at=now + SWEEP_AFTER,
-            )
-        transaction.on_commit(partial(_schedule, event.pk))
-    except IntegrityError:
-        # The unique (gateway, event id) constraint: stored before, or by a concurrent delivery
-        # that has just committed.
-        existing = InboundEvent.objects.get(gateway=gateway, event_id=parsed.id)
-        log.info("inbox.duplicate", gateway=gateway, event_id=parsed.id, status=existing.status)
-        return EventReceipt(event=existing, created=False)
-    log.info("inbox.received", gateway=gateway, event_id=parsed.id, event_type=parsed.type)
-    return EventReceipt(event=event, created=True)
+            ),
+        )
+    # INSERT .. ON CONFLICT DO NOTHING RETURNING: the statement bulk_create(ignore_conflicts=True)
+    # sends, made by the same ORM call, but in one round trip without bulk_create's transaction
+    # and with the rows it actually inserted returned, so redeliveries are told apart without a
+    # SELECT. A lone event that was stored before comes back as one empty row.
+    rows = InboundEvent.objects._insert(  # type: ignore[attr-defined]  # not in the stubs
+        list(fresh.values()),
+        fields=_INSERT_FIELDS,
+        returning_fields=_INSERT_RETURNING,
+        on_conflict=OnConflict.IGNORE,
+    )
+    inserted = {(row[0], row[1]) for row in rows if row}
+    receipts: list[EventReceipt] = []
+    for gateway, parsed in batch:
+        created = (gateway, parsed.id) in inserted
+        inserted.discard((gateway, parsed.id))  # a second copy in the same batch is a duplicate
+        receipts.append(EventReceipt(gateway=gateway, event_id=parsed.id, created=created))
+    return receipts
 
 
-def _schedule(event_pk: int) -> None:
-    from tollgate.billing.tasks import inbound_event_process_task
+def _events_stored(
+    batch: Sequence[tuple[str, GatewayEvent]], receipts: Sequence[EventReceipt]
+) -> None:
+    """After a batch is stored: one processing task per gateway (after commit) and one line."""
+    new: dict[str, list[str]] = {}
+    for receipt in receipts:
+        if receipt.created:
+            new.setdefault(receipt.gateway, []).append(receipt.event_id)
+    for gateway, event_ids in new.items():
+        transaction.on_commit(partial(_schedule, gateway, event_ids))
+    log.info(
+        "inbox.stored",
+        stored=sum(len(ids) for ids in new.values()),
+        # Redeliveries are rare and worth naming; new events are found in the inbox by time.
+        duplicates=[receipt.event_id for receipt in receipts if not receipt.created],
+    )
+
+
+_INSERT_FIELDS = [field for field in InboundEvent._meta.concrete_fields if not field.primary_key]
+_INSERT_RETURNING = [
+    InboundEvent._meta.get_field("gateway"),
+    InboundEvent._meta.get_field("event_id"),
+]
+
+
+# Deliveries to this process are stored in batches of at most 100; one that waits 10 s is refused
+# with a 503 (the sender retries).
+_intake: GroupCommit[tuple[str, GatewayEvent], EventReceipt] = GroupCommit(
+    _events_store, after_write=_events_stored, max_batch=100, timeout=10
+)
+
+
+def _schedule(gateway: str, event_ids: list[str]) -> None:
+    from tollgate.billing.tasks import inbound_events_process_task
 
     try:
-        inbound_event_process_task(event_pk)
+        inbound_events_process_task(gateway, event_ids)
     except Exception:
-        # The event is stored; the sweep processes it if the queue cannot be reached now.
-        log.warning("inbox.schedule_failed", event=event_pk, exc_info=True)
+        # The events are stored; the sweep processes them if the queue cannot be reached now.
+        log.warning("inbox.schedule_failed", gateway=gateway, events=len(event_ids), exc_info=True)
+
+
+def events_process(*, gateway: str, event_ids: Sequence[str]) -> int:
+    """Process the given events that are waiting, in the order they were stored; how many were
+    processed now (see :func:`event_process`)."""
+    pks = (
+        InboundEvent.objects.filter(gateway=gateway, event_id__in=list(event_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return sum(event_process(event_id=pk) for pk in list(pks))
 
 
 def event_process(*, event_id: int) -> bool:
@@ -257,5 +339,5 @@ def event_retry(*, event: InboundEvent, actor: User) -> InboundEvent:
                 "attempts": current.attempts,
             },
         )
-        transaction.on_commit(partial(_schedule, current.pk))
+        transaction.on_commit(partial(_schedule, current.gateway, [current.event_id]))
     return current

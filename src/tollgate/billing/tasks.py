@@ -27,9 +27,9 @@ def billing_notices_task() -> None:
 
 
 @db_task()
-def inbound_event_process_task(event_id: int) -> None:
-    """Process one inbound gateway event, scheduled when it was stored."""
-    inbox.event_process(event_id=event_id)
+def inbound_events_process_task(gateway: str, event_ids: list[str]) -> None:
+    """Process inbound gateway events, scheduled when they were stored (or retried by staff)."""
+    inbox.events_process(gateway=gateway, event_ids=event_ids)
 
 
 @db_periodic_task(crontab(minute="*"))

@@ -2,7 +2,8 @@
 
 It hands the raw body and the signature header to the inbox (verify, store once) and answers at
 once; the worker does the rest. Errors come in the house JSON shape: 400 when the event is refused
-(nothing is stored), 404 for any gateway but the configured one, 405 for anything but POST.
+(nothing is stored), 404 for any gateway but the configured one, 405 for anything but POST, 503
+(with Retry-After) when the database did not take the event in time.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def webhook_receive(request: HttpRequest, gateway: str) -> JsonResponse:
         )
     except EventRejected as exc:
         return _error(inbox.WebhookRejected(details={"reason": str(exc)}))
+    except inbox.IntakeBusy as exc:
+        response = _error(exc)
+        response["Retry-After"] = "5"
+        return response
     return JsonResponse({"received": True, "duplicate": not receipt.created})
 
 
