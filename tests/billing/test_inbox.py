@@ -3,11 +3,13 @@ processed once in the worker, failures kept and retried, and the sandbox's own e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import stripe
@@ -560,6 +562,61 @@ postgresql_only = pytest.mark.skipif(
 )
 
 
+def signed_now(payload: bytes, secret: str) -> str:
+    return stripe_header(payload, secret, timestamp=dt.datetime.now(dt.UTC))
+
+
+@contextlib.contextmanager
+def a_write_in_progress(secret: str) -> Iterator[bytes]:
+    """While inside: a delivery of the yielded event is being written by this process and waits,
+    because another transaction has stored the same event id and not committed. On leaving, that
+    transaction rolls back and the delivery completes (200, stored)."""
+    held = event_body()
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        try:
+            with transaction.atomic():
+                InboundEvent.objects.create(
+                    gateway="sandbox", event_id=json.loads(held)["id"], type="invoice.noted",
+                    occurred_at=NOW, received_at=NOW,
+                )  # fmt: skip
+                holding.set()
+                release.wait(10)
+                transaction.set_rollback(True)
+        finally:
+            connections.close_all()
+
+    def deliver_held() -> None:
+        try:
+            deliver(Client(), held, signed_now(held, secret))
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    assert holding.wait(10)
+    writer = threading.Thread(target=deliver_held)
+    writer.start()
+    try:
+        # Until PostgreSQL shows the delivery's INSERT waiting for the other transaction's row.
+        deadline = time.monotonic() + 10
+        while True:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                )
+                if cursor.fetchone()[0]:
+                    break
+            assert time.monotonic() < deadline, "the delivery never waited for the row"
+            time.sleep(0.02)
+        yield held
+    finally:
+        release.set()
+        holder.join(10)
+        writer.join(10)
+
+
 @pytest.mark.django_db(transaction=True)
 @postgresql_only
 def test_many_deliveries_at_once_share_inserts_and_each_event_is_stored_and_processed_once(
@@ -593,48 +650,34 @@ def test_a_delivery_the_database_does_not_take_in_time_gets_503_and_is_taken_whe
     secret, monkeypatch
 ):
     monkeypatch.setattr(inbox._intake, "_timeout", 0.5)
-    held, blocked = event_body(), event_body()
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_the_row() -> None:
-        # Another transaction stores the same event and has not committed: storing it here waits.
-        try:
-            with transaction.atomic():
-                InboundEvent.objects.create(
-                    gateway="sandbox", event_id=json.loads(held)["id"], type="invoice.noted",
-                    occurred_at=NOW, received_at=NOW,
-                )  # fmt: skip
-                holding.set()
-                release.wait(10)
-                transaction.set_rollback(True)
-        finally:
-            connections.close_all()
-
-    def signed(payload: bytes) -> str:
-        return stripe_header(payload, secret, timestamp=dt.datetime.now(dt.UTC))
-
-    holder = threading.Thread(target=hold_the_row)
-    holder.start()
-    assert holding.wait(10)
-
-    def deliver_held() -> None:
-        try:
-            deliver(Client(), held, signed(held))
-        finally:
-            connections.close_all()
-
-    first = threading.Thread(target=deliver_held)
-    first.start()
-    time.sleep(0.2)  # its INSERT now waits for the other transaction; the next delivery queues
-    refused = deliver(Client(), blocked, signed(blocked))
-    release.set()
-    holder.join(10)
-    first.join(10)
-    again = deliver(Client(), blocked, signed(blocked))
+    blocked = event_body()
+    with a_write_in_progress(secret) as held:
+        refused = deliver(Client(), blocked, signed_now(blocked, secret))  # queued behind it
+    again = deliver(Client(), blocked, signed_now(blocked, secret))
 
     assert refused.status_code == 503
     assert refused["Retry-After"] == "5"
     assert refused.json()["error"]["code"] == "inbox_busy"
     assert (again.status_code, again.json()) == (200, {"received": True, "duplicate": False})
     assert InboundEvent.objects.filter(event_id=json.loads(blocked)["id"]).count() == 1
+    assert InboundEvent.objects.filter(event_id=json.loads(held)["id"]).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@postgresql_only
+def test_an_event_received_inside_a_callers_transaction_is_stored_there_without_waiting_for_others(
+    secret, monkeypatch
+):
+    # A delivery written in a batch led by a caller inside a transaction would commit, or roll
+    # back, with that caller's transaction: such a caller stores its own event alone, at once.
+    monkeypatch.setattr(inbox._intake, "_timeout", 0.5)
+    own = event_body()
+    with a_write_in_progress(secret) as held, transaction.atomic():
+        receipt = inbox.event_receive(
+            gateway="sandbox", payload=own, signature=signed_now(own, secret)
+        )
+        transaction.set_rollback(True)
+
+    assert receipt.created
+    assert not InboundEvent.objects.filter(event_id=json.loads(own)["id"]).exists()
     assert InboundEvent.objects.filter(event_id=json.loads(held)["id"]).count() == 1

@@ -100,10 +100,16 @@ def event_receive(*, gateway: str, payload: bytes, signature: str) -> EventRecei
 
     Concurrent deliveries to one process are stored together (``core.group_commit``): one
     INSERT for the batch, one task queued for its new events, one line logged. Inside a caller's
-    transaction (the sandbox's hosted pages, tests) the INSERT runs in that transaction and the
-    task is queued after its commit.
+    transaction (the sandbox's hosted pages, tests) the event is stored alone in that transaction
+    and its task is queued after the commit.
     """
     parsed = gateway_get(gateway).event_parse(payload=payload, signature=signature)
+    if transaction.get_connection().in_atomic_block:
+        # Never a batch with other deliveries: theirs would commit, or roll back, with this
+        # caller's transaction.
+        [receipt] = _events_store([(gateway, parsed)])
+        _events_stored([(gateway, parsed)], [receipt])
+        return receipt
     try:
         return _intake.submit((gateway, parsed))
     except GroupCommitBusy as exc:
