@@ -18,7 +18,7 @@ class SlowWriter:
     def __init__(self, seconds: float = 0.05) -> None:
         self.seconds = seconds
         self.batches: list[list[int]] = []
-        self.after: list[tuple[list[int], list[int]]] = []
+        self.after: list[list[int]] = []
         self.writing = 0
         self.most_writing_at_once = 0
         self.lock = threading.Lock()
@@ -33,9 +33,9 @@ class SlowWriter:
             self.batches.append(list(items))
         return [item * 2 for item in items]
 
-    def after_write(self, items: Sequence[int], results: Sequence[int]) -> None:
+    def after_write(self, results: Sequence[int]) -> None:
         with self.lock:
-            self.after.append((list(items), list(results)))
+            self.after.append(list(results))
 
 
 def test_concurrent_callers_share_batches_and_each_gets_its_own_result() -> None:
@@ -48,8 +48,7 @@ def test_concurrent_callers_share_batches_and_each_gets_its_own_result() -> None
     assert sorted(item for batch in writer.batches for item in batch) == list(range(24))
     assert len(writer.batches) < 24  # callers that arrived during a write shared the next one
     assert writer.most_writing_at_once == 1
-    assert sorted(batch for batch, _ in writer.after) == sorted(writer.batches)
-    assert all(results == [item * 2 for item in items] for items, results in writer.after)
+    assert sorted(writer.after) == sorted([item * 2 for item in batch] for batch in writer.batches)
 
 
 def test_batches_never_exceed_the_maximum() -> None:

@@ -7,7 +7,7 @@ Intake (:func:`event_receive`), used by the webhook endpoint and by the sandbox'
    raises ``EventRejected`` and nothing is stored;
 2. the event is stored under a unique constraint on (gateway, provider event id): a redelivery,
    even several at the same instant, finds the stored row and changes nothing. Deliveries that
-   arrive together are stored together (one SELECT, one INSERT: ``core.group_commit``);
+   arrive together are stored together (one INSERT: ``core.group_commit``);
 3. after commit the worker is asked to process them (one task per stored batch). Nothing else
    happens in the request, so the sender gets its 2xx fast.
 
@@ -107,9 +107,9 @@ def event_receive(*, gateway: str, payload: bytes, signature: str) -> EventRecei
     if transaction.get_connection().in_atomic_block:
         # Never a batch with other deliveries: theirs would commit, or roll back, with this
         # caller's transaction.
-        [receipt] = _events_store([(gateway, parsed)])
-        _events_stored([(gateway, parsed)], [receipt])
-        return receipt
+        receipts = _events_store([(gateway, parsed)])
+        _events_stored(receipts)
+        return receipts[0]
     try:
         return _intake.submit((gateway, parsed))
     except GroupCommitBusy as exc:
@@ -152,9 +152,7 @@ def _events_store(batch: Sequence[tuple[str, GatewayEvent]]) -> list[EventReceip
     return receipts
 
 
-def _events_stored(
-    batch: Sequence[tuple[str, GatewayEvent]], receipts: Sequence[EventReceipt]
-) -> None:
+def _events_stored(receipts: Sequence[EventReceipt]) -> None:
     """After a batch is stored: one processing task per gateway (after commit) and one line."""
     new: dict[str, list[str]] = {}
     for receipt in receipts:

@@ -11,7 +11,7 @@ web worker share those writes without a thread of its own:
 - when the leader's write is done, each waiting caller of that batch gets its own result (or the
   write's exception); if more items queued meanwhile, the oldest waiting caller is woken to lead
   the next batch, so a leader only ever waits for the one write that holds its own item;
-- then the leader runs ``after_write(items, results)`` (queueing work, logging), while the next
+- then the leader runs ``after_write(results)`` (queueing work, logging), while the next
   batch is already being written: what follows a write does not hold up the next one.
 
 A caller waits at most ``timeout`` seconds and then gets :class:`GroupCommitBusy`. Its item may
@@ -53,7 +53,7 @@ class GroupCommit(Generic[Item, Result]):
         self,
         write: Callable[[Sequence[Item]], Sequence[Result]],
         *,
-        after_write: Callable[[Sequence[Item], Sequence[Result]], None] | None = None,
+        after_write: Callable[[Sequence[Result]], None] | None = None,
         max_batch: int = 100,
         timeout: float = 10.0,
     ) -> None:
@@ -105,7 +105,6 @@ class GroupCommit(Generic[Item, Result]):
                 slot.error = exc
         with self._lock:
             for slot in batch:
-                slot.lead = False
                 slot.ready.set()
             if self._queue:
                 successor = self._queue[0]
@@ -115,4 +114,4 @@ class GroupCommit(Generic[Item, Result]):
                 self._writing = False
         if results and self._after_write is not None:
             # Its failure is the leader's own; the batch was written and its callers answered.
-            self._after_write(items, results)
+            self._after_write(results)

@@ -214,9 +214,10 @@ def deliver(payload: bytes, secret: str) -> InboundEvent:
     receipt = inbox.event_receive(
         gateway="stripe", payload=payload, signature=header_for(payload, secret)
     )
-    inbox.event_process(event_id=receipt.event.pk)
-    receipt.event.refresh_from_db()
-    return receipt.event
+    event = receipt.event
+    inbox.event_process(event_id=event.pk)
+    event.refresh_from_db()
+    return event
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
