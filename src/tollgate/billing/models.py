@@ -62,6 +62,9 @@ class Customer(models.Model):
         related_name="billing_customer",
     )
     email = models.EmailField(max_length=254, help_text="Where receipts and payment notices go")
+    name = models.CharField(max_length=150, blank=True)
+    # The operator's own id for this customer (their user id), set through the API.
+    external_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     invoice_prefix = models.CharField(
         max_length=12, unique=True, default=new_invoice_prefix, editable=False
     )

@@ -33,6 +33,12 @@ class Plan(models.Model):
     description = models.TextField(blank=True)
     features = models.JSONField(default=dict, blank=True, help_text="feature code -> true/false")
     limits = models.JSONField(default=dict, blank=True, help_text="limit code -> integer")
+    api_rate_limits = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="How fast customer API keys may call, per operation class (read, write, usage, "
+        'check) or "default": e.g. {"default": "600/minute"}. Empty: the installation\'s rates.',
+    )
     trial_days = models.PositiveIntegerField(default=0)
     trial_requires_card = models.BooleanField(
         default=False, help_text="A card must be saved before the trial starts"
@@ -100,3 +106,24 @@ class Price(models.Model):
     @property
     def money(self) -> Money:
         return Money(self.amount, self.currency)
+
+
+class Metric(models.Model):
+    """A limit key plans share (``api_calls_per_month``, ``projects``) and how its usage counts:
+    ``period`` usage starts again at zero each month of the subscription (on its anchor day),
+    ``level`` usage is a running level that only reported changes move (projects, seats)."""
+
+    class Reset(models.TextChoices):
+        PERIOD = "period", "Starts at zero each month"
+        LEVEL = "level", "A running level (never reset)"
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=120)
+    unit = models.CharField(max_length=40, blank=True)
+    reset = models.CharField(max_length=8, choices=Reset.choices, default=Reset.PERIOD)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -10,9 +10,10 @@ from typing import Any
 from django.db import transaction
 
 from tollgate.audit.services import audit_record
-from tollgate.catalog.models import Plan, Price, Product, TrialEndWithoutCard
+from tollgate.catalog.models import Metric, Plan, Price, Product, TrialEndWithoutCard
 from tollgate.core.errors import ValidationFailed
 from tollgate.core.money import validate_currency
+from tollgate.security.policies import parse_rate
 
 
 @dataclass
@@ -98,6 +99,7 @@ def catalog_load(*, document: dict[str, Any], actor: Any = None) -> CatalogLoadR
                 result.updated.append(f"product {code}")
             for l_index, raw_plan in enumerate(raw_product.get("plans", [])):
                 _load_plan(product, raw_plan, f"{where}.plans[{l_index}]", l_index, result)
+        _load_metrics(document, result)
         if result.changed:
             audit_record(
                 action="catalog.loaded",
@@ -126,6 +128,7 @@ def _load_plan(
         "description": raw.get("description", ""),
         "features": features,
         "limits": limits,
+        "api_rate_limits": _api_rate_limits(raw, where),
         "trial_days": int(raw.get("trial_days", 0)),
         "trial_requires_card": _require_bool(raw, "trial_requires_card", where),
         "trial_end_without_card": _trial_end_rule(raw, where),
@@ -152,6 +155,65 @@ def _load_plan(
             plan=plan, amount=amount, currency=currency, interval=interval, interval_count=count
         )
         result.created.append(f"price {code} {amount} {currency}/{count} {interval}")
+
+
+def _load_metrics(document: dict[str, Any], result: CatalogLoadResult) -> None:
+    """``[[metrics]]`` entries name a limit key, its unit and how its usage resets; every limit
+    key a plan uses that no entry declares gets a metric that resets each month."""
+    declared = document.get("metrics", [])
+    if not isinstance(declared, list):
+        raise ValidationFailed("metrics must be a list of [[metrics]] entries.")
+    seen: set[str] = set()
+    for index, raw in enumerate(declared):
+        where = f"metrics[{index}]"
+        code = str(_require(raw, "code", where))
+        reset = raw.get("reset", Metric.Reset.PERIOD)
+        if reset not in Metric.Reset.values:
+            raise ValidationFailed(f"{where}: reset must be 'period' or 'level'.")
+        values = {
+            "name": str(raw.get("name") or _humanize(code)),
+            "unit": str(raw.get("unit", "")),
+            "reset": reset,
+        }
+        _metric_sync(code, values, result)
+        seen.add(code)
+    for limits in Plan.objects.values_list("limits", flat=True):
+        for code in limits:
+            if code not in seen and not Metric.objects.filter(code=code).exists():
+                _metric_sync(code, {"name": _humanize(code)}, result)
+            seen.add(code)
+
+
+def _metric_sync(code: str, values: dict[str, Any], result: CatalogLoadResult) -> None:
+    metric, created = Metric.objects.get_or_create(code=code, defaults=values)
+    if created:
+        result.created.append(f"metric {code}")
+    elif _sync(metric, values):
+        result.updated.append(f"metric {code}")
+
+
+def _humanize(code: str) -> str:
+    return code.replace("_", " ").capitalize()
+
+
+API_OPERATION_CLASSES = ("default", "read", "write", "usage", "check")
+
+
+def _api_rate_limits(raw: dict[str, Any], where: str) -> dict[str, str]:
+    rates = raw.get("api_rate_limits", {})
+    if not isinstance(rates, dict):
+        raise ValidationFailed(f"{where}: api_rate_limits must be a table.")
+    for name, rate in rates.items():
+        if name not in API_OPERATION_CLASSES:
+            allowed = ", ".join(API_OPERATION_CLASSES)
+            raise ValidationFailed(f"{where}: api_rate_limits keys are {allowed}.")
+        try:
+            parse_rate(str(rate))
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"{where}: api_rate_limits.{name} must be a rate such as '600/minute'."
+            ) from exc
+    return {name: str(rate) for name, rate in rates.items()}
 
 
 def _require_bool(raw: dict[str, Any], key: str, where: str) -> bool:

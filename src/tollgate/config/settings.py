@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "tollgate.notifications",
     "tollgate.security",
     "tollgate.ops",
+    "tollgate.integrations",
     "tollgate.api",
     "tollgate.web",
     "allauth",
@@ -372,6 +373,19 @@ MAIL_ECHO_LINKS = env.bool("TOLLGATE_MAIL_ECHO_LINKS", TOLLGATE_ENV == "developm
 PAYMENT_GATEWAY = env.choice("TOLLGATE_GATEWAY", ("sandbox", "stripe"), "sandbox")
 # Production runs the offline sandbox only when asked to explicitly (a demo installation).
 ALLOW_SANDBOX_IN_PRODUCTION = env.bool("TOLLGATE_ALLOW_SANDBOX_IN_PRODUCTION", False)
+
+# --- Integration API and outgoing webhooks --------------------------------------------------------------
+# API keys start tg_live_ or tg_test_; a key of the other mode is refused (a test key never works on
+# the live installation).
+API_KEY_MODE = env.choice("TOLLGATE_API_KEY_MODE", ("live", "test"), "live" if PRODUCTION else "test")
+# How long a rotated key keeps working beside its replacement, unless the rotation says otherwise.
+API_KEY_ROTATION_OVERLAP_HOURS = env.int("TOLLGATE_API_KEY_ROTATION_OVERLAP_HOURS", 24, minimum=0)
+# Hosts the success and cancel URLs of checkout links may point at (the operator's product).
+API_REDIRECT_HOSTS = env.list("TOLLGATE_API_REDIRECT_HOSTS", [])
+# Outgoing webhooks to loopback, link-local and private addresses are refused unless allowed here
+# (a receiver on the same machine or network).
+WEBHOOKS_ALLOW_PRIVATE_TARGETS = env.bool("TOLLGATE_WEBHOOKS_ALLOW_PRIVATE_TARGETS", False)
+WEBHOOKS_TIMEOUT_SECONDS = env.int("TOLLGATE_WEBHOOKS_TIMEOUT_SECONDS", 10, minimum=1)
 
 # --- Stripe gateway -----------------------------------------------------------------------------------
 # Keys from the Stripe dashboard: a secret (sk_) or restricted (rk_) key for the server, the
