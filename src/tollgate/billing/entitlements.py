@@ -8,12 +8,14 @@ subscription queues an outbox message, in its transaction, that drops the cached
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.cache import cache
+from django.db.models import QuerySet
 
 from tollgate.accounts.models import User
 from tollgate.billing.models import Customer, Subscription
@@ -38,6 +40,15 @@ class Entitlements:
     currency: str = ""
     features: Mapping[str, bool] = field(default_factory=dict)
     limits: Mapping[str, int] = field(default_factory=dict)
+    api_rate_limits: Mapping[str, str] = field(default_factory=dict)
+    subscription_id: str = ""
+    price_id: str = ""
+    interval: str = ""
+    interval_count: int = 0
+    period_end: dt.datetime | None = None
+    # Where the subscription's months start (its billing anchor): usage that resets each month
+    # is counted in months from here.
+    usage_anchor: dt.datetime | None = None
 
     def has(self, feature: str) -> bool:
         return bool(self.features.get(feature, False))
@@ -69,31 +80,47 @@ def _cache_key(user_id: int) -> str:
 
 def entitlements_for(*, user: User) -> Entitlements:
     """The features and limits ``user``'s account is entitled to now (cached)."""
-    key = _cache_key(user.pk)
+    return _cached(user.pk, lambda: Subscription.objects.filter(customer__user=user))
+
+
+def entitlements_for_customer(*, customer_pk: int, user_pk: int) -> Entitlements:
+    """The same for a customer known by its primary key and its owner's (cached under the owner,
+    so the same invalidation covers both)."""
+    return _cached(user_pk, lambda: Subscription.objects.filter(customer_id=customer_pk))
+
+
+def _cached(user_pk: int, subscriptions: Callable[[], QuerySet[Subscription]]) -> Entitlements:
+    key = _cache_key(user_pk)
     cached = cache.get(key)
     if isinstance(cached, Entitlements):
         return cached
-    entitlements = _compute(user)
+    entitlements = _compute(subscriptions())
     cache.set(key, entitlements, CACHE_SECONDS)
     return entitlements
 
 
-def _compute(user: User) -> Entitlements:
+def _compute(subscriptions: QuerySet[Subscription]) -> Entitlements:
     subscription = (
-        Subscription.objects.filter(customer__user=user, status__in=sorted(GRANTING))
-        .select_related("price__plan")
-        .first()
+        subscriptions.filter(status__in=sorted(GRANTING)).select_related("price__plan").first()
     )
     if subscription is None:
         return Entitlements()
-    plan = subscription.price.plan
+    price = subscription.price
+    plan = price.plan
     return Entitlements(
         plan_code=plan.code,
         plan_name=plan.name,
         status=subscription.status,
-        currency=subscription.price.currency,
+        currency=price.currency,
         features=dict(plan.features),
         limits=dict(plan.limits),
+        api_rate_limits=dict(plan.api_rate_limits),
+        subscription_id=subscription.public_id,
+        price_id=price.public_id,
+        interval=price.interval,
+        interval_count=price.interval_count,
+        period_end=subscription.current_period_end,
+        usage_anchor=subscription.billing_anchor,
     )
 
 

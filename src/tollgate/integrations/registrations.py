@@ -4,4 +4,7 @@ from __future__ import annotations
 
 
 def register_all() -> None:
-    from tollgate.integrations import tasks  # noqa: F401  (registers the background tasks)
+    from tollgate.core import outbox
+    from tollgate.integrations import keys, tasks  # noqa: F401  (tasks: registers them)
+
+    outbox.register(keys.OUTBOX_KIND, keys.api_key_cached_forget)
