@@ -35,6 +35,10 @@ def test_pages_render_without_console_errors_or_csp_violations(live_server, page
         "/admin/",
         "/admin/catalog/plan/",
         "/admin/audit/auditevent/",
+        "/account/api-keys/",
+        "/staff/api-keys/",
+        "/admin/integrations/apikey/",
+        "/admin/integrations/apikey/add/",
     ):
         response = page.goto(base + path)
         assert response is not None

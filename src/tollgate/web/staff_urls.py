@@ -1,5 +1,6 @@
 from django.urls import path
 
+from tollgate.web import staff_api_key_views
 from tollgate.web import staff_views as views
 
 app_name = "staff"
@@ -30,4 +31,15 @@ urlpatterns = [
         name="dispute_acknowledge",
     ),
     path("revenue/", views.revenue, name="revenue"),
+    path("api-keys/", staff_api_key_views.api_keys, name="api_keys"),
+    path(
+        "api-keys/<str:key_id>/rotate/",
+        staff_api_key_views.api_key_rotate,
+        name="api_key_rotate",
+    ),
+    path(
+        "api-keys/<str:key_id>/revoke/",
+        staff_api_key_views.api_key_revoke,
+        name="api_key_revoke",
+    ),
 ]
