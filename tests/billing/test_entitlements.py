@@ -130,13 +130,27 @@ def test_offers_name_the_cheapest_plan_unlocking_each_missing_feature(catalog, c
     )
     offers = {offer.key: offer for offer in upgrade_offers(user=customer.user)}
     assert set(offers) == {"api", "sso"}
-    # Pro's yearly price (2000/month) is its cheapest per month.
+    # A monthly customer is offered Pro monthly, though its yearly price is cheaper per month.
+    assert (offers["api"].plan_code, offers["api"].amount, offers["api"].interval) == (
+        "pro",
+        2900,
+        "month",
+    )
+    assert (offers["sso"].plan_code, offers["sso"].currency) == ("business", "USD")
+
+
+def test_a_yearly_customer_is_offered_the_yearly_price(catalog, customer, price):
+    services.subscription_start(
+        customer=customer, price=price("starter", "year"), idempotency_key=new_key()
+    )
+    offers = {offer.key: offer for offer in upgrade_offers(user=customer.user)}
     assert (offers["api"].plan_code, offers["api"].amount, offers["api"].interval) == (
         "pro",
         24000,
         "year",
     )
-    assert (offers["sso"].plan_code, offers["sso"].currency) == ("business", "USD")
+    # Business has no yearly price: its monthly one is offered rather than nothing.
+    assert (offers["sso"].plan_code, offers["sso"].interval) == ("business", "month")
 
 
 def test_offers_appear_for_limits_within_twenty_percent_of_use(catalog, customer, price):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import secrets
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.urls import reverse
@@ -11,7 +12,7 @@ from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
 from tollgate.core import clock
 from tollgate.core.errors import BadRequest
-from tollgate.notifications.services import email_send_template
+from tollgate.notifications.services import absolute_url, email_send_template
 
 _UNSUBSCRIBE_SALT = "tollgate.accounts.marketing-unsubscribe"
 
@@ -29,6 +30,32 @@ def account_email_verified(*, user: User, email: str) -> None:
             },
             dedupe_key=f"welcome:{user.public_id}",
         )
+
+
+def password_set_invite(*, user: User) -> None:
+    """Email ``user`` a link to choose a password (an account created for them without one), in
+    the caller's transaction. The link is allauth's password-reset link: single use, it expires
+    with ``PASSWORD_RESET_TIMEOUT``, and using it verifies the address."""
+    from allauth.account.forms import default_token_generator
+    from allauth.account.utils import user_pk_to_url_str
+
+    path = reverse(
+        "account_reset_password_from_key",
+        kwargs={
+            "uidb36": user_pk_to_url_str(user),
+            "key": default_token_generator.make_token(user),
+        },
+    )
+    audit_record(action="account.login_invited", target=user)
+    email_send_template(
+        to=user.email,
+        template="login_invite",
+        context={
+            "set_password_url": f"{settings.SITE_URL}{path}",
+            "reset_url": absolute_url("account_reset_password"),
+        },
+        dedupe_key=f"login_invite:{user.public_id}:{secrets.token_hex(8)}",
+    )
 
 
 def staff_user_bootstrap(*, email: str) -> tuple[User, str | None]:

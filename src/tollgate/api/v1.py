@@ -2,24 +2,51 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from tollgate import __version__
+from tollgate.api import billing, customers
 from tollgate.catalog.selectors import plans_for_sale
-from tollgate.core.errors import TollgateError
+from tollgate.core.errors import RateLimited, TollgateError
+
+DESCRIPTION = """What your product asks Tollgate: which customer may do what (the entitlement
+check is the hot path, answered from cache), usage to count against plan limits, customers,
+subscriptions and invoices, and links that send a customer to a checkout or their billing pages.
+
+**Authentication:** `Authorization: Bearer tg_live_...` with an API key created by staff (staff
+console, admin, or `manage.py api_key_create`) or by a customer on their account page. Each
+endpoint needs one scope: `entitlements:read`, `usage:write`, `customers:write`, `billing:read` or
+`webhooks:manage`. A missing, malformed, revoked or expired key gets 401; a key without the scope
+gets 403.
+
+**Rate limits** are counted per key (a customer's keys together), per operation class: `read`
+(1,200/minute by default), `write` (300/minute), `usage` (1,200/minute), `check`
+(6,000/minute). Operator keys may carry their own rates; customer keys get their plan's. Every
+answer carries `RateLimit-Policy` and `RateLimit`; a refusal is 429 with `Retry-After`.
+
+**Idempotency:** every POST takes `Idempotency-Key`. The same key and body within 24 hours
+returns the first answer (`Idempotent-Replayed: true`); the same key with another body gets 422;
+the same key while the first request runs gets 409.
+
+**Errors** always have the shape `{"error": {"code": "...", "message": "...", "details": {...}}}`.
+Amounts are integers in minor units (cents); times are ISO 8601 in UTC.
+"""
 
 api = NinjaAPI(
     title="Tollgate API",
     version="1",
-    description="Accounts, plans, subscriptions and entitlements. Errors always have the shape "
-    '`{"error": {"code": "...", "message": "...", "details": {...}}}`.',
+    description=DESCRIPTION,
     urls_namespace="api-v1",
     docs_url="/docs",
     openapi_url="/openapi.json",
 )
+api.add_router("", customers.router)
+api.add_router("", billing.router)
 
 
 def _error(
@@ -34,16 +61,20 @@ def _error(
 
 @api.exception_handler(TollgateError)
 def _tollgate_error(request: HttpRequest, exc: TollgateError) -> HttpResponse:
-    return _error(request, exc.status, exc.code, exc.message, exc.details)
+    response = _error(request, exc.status, exc.code, exc.message, exc.details)
+    if isinstance(exc, RateLimited):
+        response["Retry-After"] = str(exc.retry_after)
+        decision = getattr(request, "rate_limit_decision", None)
+        if decision is not None:
+            for name, value in decision.headers().items():
+                response[name] = value
+    return response
 
 
 @api.exception_handler(NinjaValidationError)
 def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
     fields = [
-        {
-            "field": ".".join(str(part) for part in error.get("loc", [])),
-            "message": error.get("msg", ""),
-        }
+        {"field": _field_name(error.get("loc", [])), "message": error.get("msg", "")}
         for error in exc.errors
     ]
     return _error(
@@ -53,6 +84,17 @@ def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpRe
         "Some of the values sent are not valid; see details.",
         {"fields": fields},
     )
+
+
+# The endpoints' own names for their body and query schemas, which callers never see.
+_PARAMETER_NAMES = frozenset({"payload", "filters"})
+
+
+def _field_name(loc: Any) -> str:
+    parts = [str(part) for part in loc]
+    if len(parts) > 2 and parts[1] in _PARAMETER_NAMES:
+        del parts[1]
+    return ".".join(parts)
 
 
 @api.exception_handler(AuthenticationError)

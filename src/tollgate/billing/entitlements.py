@@ -24,8 +24,11 @@ from tollgate.billing.states import SubscriptionStatus
 from tollgate.catalog.models import Plan, Price
 from tollgate.catalog.selectors import plans_for_sale
 from tollgate.core import outbox
+from tollgate.core.events import event_publish
 
 CACHE_SECONDS = 300
+# A limit of -1 in the catalog means no limit.
+UNLIMITED = -1
 OUTBOX_KIND = "billing.entitlements_changed"
 GRANTING = frozenset(
     {SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
@@ -54,7 +57,8 @@ class Entitlements:
         return bool(self.features.get(feature, False))
 
     def limit(self, name: str) -> int:
-        """The plan's limit for ``name``; 0 when the plan sets none (nothing is allowed)."""
+        """The plan's limit for ``name``; 0 when the plan sets none (nothing is allowed), and
+        :data:`UNLIMITED` (-1) when it sets no bound."""
         return self.limits.get(name, 0)
 
 
@@ -104,7 +108,9 @@ def _compute(subscriptions: QuerySet[Subscription]) -> Entitlements:
         subscriptions.filter(status__in=sorted(GRANTING)).select_related("price__plan").first()
     )
     if subscription is None:
-        return Entitlements()
+        # Unpaid (the dunning schedule ran out) grants nothing either, but callers tell it apart.
+        unpaid = subscriptions.filter(status=SubscriptionStatus.UNPAID).exists()
+        return Entitlements(status=SubscriptionStatus.UNPAID if unpaid else "")
     price = subscription.price
     plan = price.plan
     return Entitlements(
@@ -126,11 +132,18 @@ def _compute(subscriptions: QuerySet[Subscription]) -> Entitlements:
 
 def entitlements_changed(*, customer: Customer) -> None:
     """Queue the invalidation of ``customer``'s cached entitlements, in the current transaction, so
-    it happens after commit (and only if the change commits)."""
+    it happens after commit (and only if the change commits), and publish
+    ``entitlements.updated`` for the operator's product."""
     outbox.outbox_enqueue(
         kind=OUTBOX_KIND,
         payload={"user_id": customer.user_id},
         dedupe_key=f"{OUTBOX_KIND}:{customer.public_id}:{secrets.token_hex(8)}",
+    )
+    event_publish(
+        event_type="entitlements.updated",
+        object_type="customer",
+        object_id=customer.public_id,
+        key=f"{customer.public_id}:{secrets.token_hex(8)}",
     )
 
 
@@ -141,28 +154,64 @@ def entitlements_invalidate(payload: dict[str, Any]) -> None:
 
 def upgrade_offers(*, user: User, usage: Mapping[str, int] | None = None) -> list[UpgradeOffer]:
     """The data behind upgrade prompts: for every feature the plan lacks, and every limit whose use
-    (``usage``, as the application counts it) is within 20% of the plan's limit, the cheapest plan
-    for sale that unlocks it, at its cheapest price per month in the account's currency."""
-    current = entitlements_for(user=user)
-    plans = [(plan, price) for plan in plans_for_sale() if (price := _cheapest(plan, current))]
-    plans.sort(key=lambda item: _MonthlyCost(item[1]))
+    (``usage``, as reported) is within 20% of the plan's limit, the cheapest plan for sale that
+    unlocks it, at its cheapest price per month in the account's currency and, where the plan has
+    one, on the account's own billing interval."""
+    return upgrade_offers_for(current=entitlements_for(user=user), usage=usage)
+
+
+def upgrade_offers_for(
+    *, current: Entitlements, usage: Mapping[str, int] | None = None
+) -> list[UpgradeOffer]:
+    """:func:`upgrade_offers` for entitlements already at hand."""
+    plans = _plans_above(current)
     offers: list[UpgradeOffer] = []
     features = sorted({name for plan, _ in plans for name, on in plan.features.items() if on})
     for name in features:
         if not current.has(name):
-            found = next(((p, r) for p, r in plans if p.features.get(name) is True), None)
-            if found:
-                offers.append(_offer("feature", name, *found))
+            offers.extend(_feature_offer(plans, name))
     for name, used in sorted((usage or {}).items()):
         allowed = current.limit(name)
-        if (
-            used * 5 < allowed * 4
-        ):  # not yet within 20% of the limit (integers: used < 0.8 x allowed)
+        if allowed < 0 or used * 5 < allowed * 4:  # unlimited, or below 80% (in integers)
             continue
-        found = next(((p, r) for p, r in plans if p.limits.get(name, 0) > max(allowed, used)), None)
-        if found:
-            offers.append(_offer("limit", name, *found, limit=found[0].limits[name]))
+        offers.extend(_limit_offer(plans, name, max(allowed, used)))
     return offers
+
+
+def upgrade_offer_for(
+    *, current: Entitlements, key: str, used: int | None = None
+) -> UpgradeOffer | None:
+    """The cheapest plan that unlocks ``key``: the feature ``key`` (``used`` None), or more of the
+    limit ``key`` than ``used`` and the current limit."""
+    plans = _plans_above(current)
+    if used is None:
+        return next(iter(_feature_offer(plans, key)), None)
+    return next(iter(_limit_offer(plans, key, max(current.limit(key), used))), None)
+
+
+def _plans_above(current: Entitlements) -> list[tuple[Plan, Price]]:
+    plans = [(plan, price) for plan in plans_for_sale() if (price := _cheapest(plan, current))]
+    plans.sort(key=lambda item: _MonthlyCost(item[1]))
+    return plans
+
+
+def _feature_offer(plans: list[tuple[Plan, Price]], name: str) -> list[UpgradeOffer]:
+    found = next(((p, r) for p, r in plans if p.features.get(name) is True), None)
+    return [_offer("feature", name, *found)] if found else []
+
+
+def _limit_offer(plans: list[tuple[Plan, Price]], name: str, beyond: int) -> list[UpgradeOffer]:
+    found = next(
+        (
+            (p, r)
+            for p, r in plans
+            if (limit := p.limits.get(name, 0)) > beyond or limit == UNLIMITED
+        ),
+        None,
+    )
+    if found is None:
+        return []
+    return [_offer("limit", name, *found, limit=found[0].limits[name])]
 
 
 def _cheapest(plan: Plan, current: Entitlements) -> Price | None:
@@ -172,7 +221,14 @@ def _cheapest(plan: Plan, current: Entitlements) -> Price | None:
         if plan.code != current.plan_code
         and (not current.currency or price.currency == current.currency)
     ]
-    return min(prices, key=_MonthlyCost, default=None)
+    # A customer who pays monthly is offered the monthly price: the yearly one is cheaper per
+    # month but asks for a year's payment at once.
+    same_term = [
+        price
+        for price in prices
+        if (price.interval, price.interval_count) == (current.interval, current.interval_count)
+    ]
+    return min(same_term or prices, key=_MonthlyCost, default=None)
 
 
 class _MonthlyCost:

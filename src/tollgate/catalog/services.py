@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +12,13 @@ from django.db import transaction
 
 from tollgate.audit.services import audit_record
 from tollgate.catalog.models import Metric, Plan, Price, Product, TrialEndWithoutCard
+from tollgate.core import outbox
 from tollgate.core.errors import ValidationFailed
 from tollgate.core.money import validate_currency
 from tollgate.security.policies import parse_rate
+
+# Outbox message after a change to the catalog: what is cached from it is dropped.
+CATALOG_CHANGED = "catalog.changed"
 
 
 @dataclass
@@ -101,6 +106,11 @@ def catalog_load(*, document: dict[str, Any], actor: Any = None) -> CatalogLoadR
                 _load_plan(product, raw_plan, f"{where}.plans[{l_index}]", l_index, result)
         _load_metrics(document, result)
         if result.changed:
+            outbox.outbox_enqueue(
+                kind=CATALOG_CHANGED,
+                payload={},
+                dedupe_key=f"{CATALOG_CHANGED}:{secrets.token_hex(12)}",
+            )
             audit_record(
                 action="catalog.loaded",
                 actor=actor,

@@ -127,6 +127,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "tollgate.web.context_processors.branding",
                 "tollgate.web.context_processors.billing_alerts",
+                "tollgate.web.context_processors.integration_return",
             ],
         },
     },
@@ -377,7 +378,9 @@ ALLOW_SANDBOX_IN_PRODUCTION = env.bool("TOLLGATE_ALLOW_SANDBOX_IN_PRODUCTION", F
 # --- Integration API and outgoing webhooks --------------------------------------------------------------
 # API keys start tg_live_ or tg_test_; a key of the other mode is refused (a test key never works on
 # the live installation).
-API_KEY_MODE = env.choice("TOLLGATE_API_KEY_MODE", ("live", "test"), "live" if PRODUCTION else "test")
+API_KEY_MODE = env.choice(
+    "TOLLGATE_API_KEY_MODE", ("live", "test"), "live" if PRODUCTION else "test"
+)
 # How long a rotated key keeps working beside its replacement, unless the rotation says otherwise.
 API_KEY_ROTATION_OVERLAP_HOURS = env.int("TOLLGATE_API_KEY_ROTATION_OVERLAP_HOURS", 24, minimum=0)
 # Hosts the success and cancel URLs of checkout links may point at (the operator's product).

@@ -164,9 +164,7 @@ def _name_check(name: str) -> str:
 
 def _expiry_check(expires_at: dt.datetime | None) -> dt.datetime | None:
     if expires_at is not None and expires_at <= clock.now():
-        raise ValidationFailed(
-            "The expiry must be in the future.", details={"field": "expires_at"}
-        )
+        raise ValidationFailed("The expiry must be in the future.", details={"field": "expires_at"})
     return expires_at
 
 
@@ -380,7 +378,7 @@ def api_key_authenticate(*, presented: str) -> ApiIdentity:
     now = clock.now()
     if cached.revoked or (cached.expires_at is not None and cached.expires_at <= now):
         raise ApiKeyInvalid()
-    _touch(cached.identity.key_pk, now)
+    _touch(cached.identity, now)
     return cached.identity
 
 
@@ -414,21 +412,21 @@ def _load(lookup: str) -> _Cached | None:
     return loaded
 
 
-_touched: dict[int, dt.datetime] = {}
+_touched: dict[str, dt.datetime] = {}
 _touched_lock = threading.Lock()
 
 
-def _touch(key_pk: int, now: dt.datetime) -> None:
+def _touch(identity: ApiIdentity, now: dt.datetime) -> None:
     """Note that the key was used: at most once per :data:`TOUCH_EVERY` per key in this process,
     and written by the worker, so a request never waits on it."""
     with _touched_lock:
-        last = _touched.get(key_pk)
-        if last is not None and now - last < TOUCH_EVERY:
+        last = _touched.get(identity.key_id)
+        if last is not None and abs(now - last) < TOUCH_EVERY:
             return
-        _touched[key_pk] = now
+        _touched[identity.key_id] = now
     from tollgate.integrations.tasks import api_key_touch_task
 
-    api_key_touch_task(key_pk, now.isoformat())
+    api_key_touch_task(identity.key_pk, now.isoformat())
 
 
 def api_key_touch(*, key_pk: int, at: dt.datetime) -> None:

@@ -237,3 +237,16 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery} at {self.attempted_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SignedLinkUse(models.Model):
+    """A checkout or portal link that was used: each works once."""
+
+    nonce = models.CharField(max_length=64, unique=True)
+    used_at = models.DateTimeField(default=clock.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["used_at"], name="signed_link_use_used_at")]
+
+    def __str__(self) -> str:
+        return f"link used at {self.used_at:%Y-%m-%d %H:%M:%S}"

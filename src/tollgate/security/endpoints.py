@@ -33,6 +33,10 @@ class Check:
     """True: this request uses one unit. False: refused only when failures used the quota up."""
 
 
+def sends_api_key(request: HttpRequest) -> bool:
+    return request.META.get("HTTP_AUTHORIZATION", "")[:7].lower() == "bearer "
+
+
 def ip_of(request: HttpRequest) -> str:
     return ip_subject(client_ip(request))
 

@@ -180,11 +180,18 @@ class RateLimitMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         api_decision: Decision | None = None
-        if settings.RATELIMIT_ENABLED and request.path.startswith(endpoints.API_PATH_PREFIX):
+        if (
+            settings.RATELIMIT_ENABLED
+            and request.path.startswith(endpoints.API_PATH_PREFIX)
+            and not endpoints.sends_api_key(request)
+        ):
+            # Calls with an API key are counted per key by the API itself (and failed keys per
+            # address), at the key's or plan's rates.
             api_decision = limiter().hit(endpoints.API_POLICY, endpoints.ip_of(request))
             if api_decision is not None and not api_decision.allowed:
                 return rate_limited_response(request, api_decision)
         response = self.get_response(request)
+        api_decision = getattr(request, "rate_limit_decision", None) or api_decision
         if api_decision is not None and response.status_code != 429:
             for name, value in api_decision.headers().items():
                 response.headers.setdefault(name, value)

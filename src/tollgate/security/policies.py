@@ -97,7 +97,32 @@ POLICIES: dict[str, Policy] = {
             "Email address changes and verification mails requested by one account.",
         ),
         Policy("mfa-manage-user", "20/hour", "Two-factor setup changes by one account."),
-        Policy("api-ip", "300/minute", "API requests from one address."),
+        Policy("api-ip", "300/minute", "API requests without a valid API key, from one address."),
+        Policy(
+            "api-read",
+            "1200/minute",
+            "API reads (customers, subscriptions, invoices, entitlements) by one operator key, or"
+            " by one customer's keys when their plan sets no rate.",
+            "Too many API requests. Retry in {wait}.",
+        ),
+        Policy(
+            "api-write",
+            "300/minute",
+            "API writes (customers, links) by one key or customer.",
+            "Too many API requests. Retry in {wait}.",
+        ),
+        Policy(
+            "api-usage",
+            "1200/minute",
+            "Usage reports by one key or customer (each may carry up to 1,000 events).",
+            "Too many usage reports. Send more events per request, or retry in {wait}.",
+        ),
+        Policy(
+            "api-check",
+            "6000/minute",
+            "Entitlement checks by one key or customer.",
+            "Too many entitlement checks. Cache answers for a few seconds, or retry in {wait}.",
+        ),
     )
 }
 
@@ -114,6 +139,12 @@ def rate_for(name: str) -> RateLimitItem:
     """The rate in force for policy ``name`` (the operator's override, else the default), with
     the policy name as its storage namespace. KeyError for an unknown policy."""
     rate = settings.RATE_LIMIT_OVERRIDES.get(name, POLICIES[name].default_rate)
+    return _namespaced_item(name, rate)
+
+
+def rate_item(name: str, rate: str) -> RateLimitItem:
+    """``rate`` (``600/minute``) counted in policy ``name``'s storage namespace. ValueError if
+    malformed."""
     return _namespaced_item(name, rate)
 
 

@@ -30,7 +30,7 @@ from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from tollgate.security.policies import rate_for
+from tollgate.security.policies import rate_for, rate_item
 
 log = structlog.get_logger("tollgate.security")
 
@@ -71,10 +71,11 @@ class Limiter:
         self.storage = _open_storage(storage_url, key_prefix)
         self._strategy = MovingWindowRateLimiter(self.storage)
 
-    def hit(self, policy: str, subject: str) -> Decision | None:
+    def hit(self, policy: str, subject: str, *, rate: str | None = None) -> Decision | None:
         """Counts one request by ``subject`` against ``policy``; a refused request is not counted.
+        ``rate`` replaces the policy's rate for this subject (an API key's or a plan's own).
         None when the storage is unreachable (the caller lets the request through)."""
-        item = rate_for(policy)
+        item = rate_for(policy) if rate is None else rate_item(policy, rate)
         try:
             allowed = self._strategy.hit(item, subject)
             return self._decision(policy, item, subject, allowed=allowed)

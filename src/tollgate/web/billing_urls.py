@@ -1,5 +1,6 @@
 from django.urls import path
 
+from tollgate.web import billing_link_views
 from tollgate.web import billing_views as views
 
 app_name = "billing"
@@ -15,4 +16,6 @@ urlpatterns = [
     path("change/", views.change_plan, name="change_plan"),
     path("cancel/", views.cancel, name="cancel"),
     path("resume/", views.resume, name="resume"),
+    path("link/<str:token>/", billing_link_views.signed_link, name="signed_link"),
+    path("receipts/<str:token>/", billing_link_views.receipt_pdf, name="receipt_pdf"),
 ]

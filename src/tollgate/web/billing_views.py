@@ -22,7 +22,12 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from tollgate.accounts.models import User
 from tollgate.billing import selectors, services
-from tollgate.billing.entitlements import GRANTING, upgrade_offers
+from tollgate.billing.entitlements import (
+    GRANTING,
+    UpgradeOffer,
+    entitlements_for_customer,
+    upgrade_offers_for,
+)
 from tollgate.billing.errors import PaymentMethodNotFound, SubscriptionExists
 from tollgate.billing.gateways.registry import gateway_get
 from tollgate.billing.invoice_pdf import invoice_pdf_render
@@ -34,6 +39,8 @@ from tollgate.catalog.selectors import plans_for_sale
 from tollgate.core import clock
 from tollgate.core.errors import IdempotencyKeyInProgress, NotFound, TollgateError
 from tollgate.core.idempotency import form_token_redeem
+from tollgate.integrations.customers import customer_ref_of
+from tollgate.integrations.usage import usage_current
 from tollgate.web.billing_forms import CancelForm, ChangePlanForm, CheckoutForm, PayInvoiceForm
 
 # The checkout waiting for the customer to come back from the hosted card form: the price, the
@@ -94,6 +101,14 @@ def _price_for_sale(public_id: str) -> Price:
     return price
 
 
+def _offers(customer: Customer) -> list[UpgradeOffer]:
+    """Upgrade prompts: features the plan lacks, and limits the reported usage nearly uses up."""
+    ref = customer_ref_of(customer)
+    current = entitlements_for_customer(customer_pk=customer.pk, user_pk=ref.user_pk)
+    totals = usage_current(customer=ref, entitlements=current).totals
+    return upgrade_offers_for(current=current, usage=totals)
+
+
 def _next_charge(subscription: Subscription | None) -> tuple[Any, Price] | None:
     """When the next renewal is charged and at which price; None when nothing more is charged."""
     if (
@@ -125,7 +140,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "open_invoices": selectors.invoices_open(customer=customer) if customer else [],
             "next_charge": _next_charge(subscription),
             "invoices": page,
-            "offers": upgrade_offers(user=_user(request)) if granting else [],
+            "offers": _offers(customer) if granting and customer else [],
             "can_cancel": granting
             and subscription is not None
             and not subscription.cancel_at_period_end,

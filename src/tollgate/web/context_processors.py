@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -31,3 +32,23 @@ def billing_alerts(request: HttpRequest) -> dict[str, Any]:
         return cached[0]
 
     return {"payment_overdue": payment_overdue}
+
+
+def integration_return(request: HttpRequest) -> dict[str, Any]:
+    """Where the operator's product wants its customer back (``back``: leave the billing pages;
+    ``success``: after a checkout), for a customer who came through a checkout or portal link."""
+
+    def addresses() -> dict[str, str]:  # lazy: only the billing pages ask
+        session = getattr(request, "session", None)
+        stored = session.get("integrations_return") if session is not None else None
+        if not isinstance(stored, dict):
+            return {}
+        back, success = stored.get("back") or "", stored.get("success") or ""
+        return {
+            "back": back,
+            "success": success,
+            "back_host": urlsplit(back).hostname or "",
+            "success_host": urlsplit(success).hostname or "",
+        }
+
+    return {"integration_return": addresses}

@@ -1,0 +1,182 @@
+"""Customers, their entitlements and the entitlement check, and reported usage."""
+
+from typing import Any
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema, Status
+
+from tollgate.api.auth import CHECK, READ, USAGE, WRITE, ApiKeyAuth
+from tollgate.api.idempotency import idempotent_post
+from tollgate.api.schemas import (
+    CheckIn,
+    CheckOut,
+    CustomerIn,
+    CustomerList,
+    CustomerOut,
+    CustomerPatch,
+    EntitlementsOut,
+    ErrorOut,
+    UsageIn,
+    UsageOut,
+)
+from tollgate.billing.models import Customer
+from tollgate.core.pagination import paginate
+from tollgate.integrations import access, customers, usage
+from tollgate.integrations.customers import CustomerNotFound, CustomerRef
+from tollgate.integrations.keys import ApiIdentity
+from tollgate.integrations.representations import customer_data
+
+router = Router(tags=["customers"])
+ERRORS: dict[int, type[Schema]] = dict.fromkeys((400, 401, 403, 404, 409, 422, 429), ErrorOut)
+
+
+def identity_of(request: HttpRequest) -> ApiIdentity:
+    return request.auth  # type: ignore[attr-defined,no-any-return]
+
+
+def customer_ref(request: HttpRequest, ref: str) -> CustomerRef:
+    """The customer ``ref`` names, if the caller may see it (a customer's key: only its own)."""
+    found = customers.customer_resolve(ref)
+    identity = identity_of(request)
+    if not identity.is_operator and found.pk != identity.customer_pk:
+        raise CustomerNotFound()
+    return found
+
+
+def customer_object(request: HttpRequest, ref: str) -> Customer:
+    return Customer.objects.get(pk=customer_ref(request, ref).pk)
+
+
+class CustomerFilters(Schema):
+    limit: int = 20
+    starting_after: str | None = None
+    email: str | None = None
+    external_id: str | None = None
+
+
+@router.post(
+    "/customers",
+    response={200: CustomerOut, 201: CustomerOut, **ERRORS},
+    auth=ApiKeyAuth(scope="customers:write", operation=WRITE),
+    summary="Create a customer, or find it by your external id",
+    description="With an `external_id` that a customer has already, returns that customer "
+    "(200) and changes nothing; otherwise creates one (201) with an account that has no "
+    "password. `customer.created` is sent to webhook endpoints.",
+)
+@idempotent_post("customers.create")
+def customer_create(request: HttpRequest, payload: CustomerIn) -> Status[dict[str, Any]]:
+    found = customers.customer_create_or_find(
+        email=payload.email,
+        external_id=payload.external_id,
+        name=payload.name,
+        create_login=payload.create_login,
+    )
+    return Status(201 if found.created else 200, customer_data(found.customer))
+
+
+@router.get(
+    "/customers",
+    response={200: CustomerList, **ERRORS},
+    auth=ApiKeyAuth(scope="billing:read", operation=READ),
+    summary="List customers, newest first",
+)
+def customer_list(request: HttpRequest, filters: Query[CustomerFilters]) -> dict[str, Any]:
+    queryset = Customer.objects.all()
+    identity = identity_of(request)
+    if not identity.is_operator:
+        queryset = queryset.filter(pk=identity.customer_pk)
+    if filters.email:
+        queryset = queryset.filter(email__iexact=filters.email)
+    if filters.external_id:
+        queryset = queryset.filter(external_id=filters.external_id)
+    page = paginate(queryset, limit=filters.limit, starting_after=filters.starting_after)
+    return {
+        "object": "list",
+        "data": [customer_data(customer) for customer in page.items],
+        "has_more": page.has_more,
+        "next_cursor": page.next_cursor,
+    }
+
+
+@router.get(
+    "/customers/{customer}",
+    response={200: CustomerOut, **ERRORS},
+    auth=ApiKeyAuth(scope="billing:read", operation=READ),
+    summary="Get a customer by its id or your external id",
+)
+def customer_get(request: HttpRequest, customer: str) -> dict[str, Any]:
+    return customer_data(customer_object(request, customer))
+
+
+@router.patch(
+    "/customers/{customer}",
+    response={200: CustomerOut, **ERRORS},
+    auth=ApiKeyAuth(scope="customers:write", operation=WRITE),
+    summary="Change a customer's email, name or external id",
+)
+def customer_patch(request: HttpRequest, customer: str, payload: CustomerPatch) -> dict[str, Any]:
+    updated = customers.customer_update(
+        customer=customer_object(request, customer),
+        email=payload.email,
+        name=payload.name,
+        external_id=payload.external_id,
+    )
+    return customer_data(updated)
+
+
+@router.get(
+    "/customers/{customer}/entitlements",
+    response={200: EntitlementsOut, **ERRORS},
+    auth=ApiKeyAuth(scope="entitlements:read", operation=READ),
+    tags=["entitlements"],
+    summary="What a customer is entitled to, with their usage",
+)
+def entitlements_get(request: HttpRequest, customer: str) -> dict[str, Any]:
+    return access.entitlements_view(customer=customer_ref(request, customer))
+
+
+@router.post(
+    "/entitlements/check",
+    response={200: CheckOut, **ERRORS},
+    auth=ApiKeyAuth(scope="entitlements:read", operation=CHECK),
+    tags=["entitlements"],
+    summary="May a customer use a feature, or more of a limit, now?",
+    description="The hot path: answered from a shared cache, without a database query once "
+    "warm. A refusal says why, and offers the cheapest plan that would allow it.",
+)
+def entitlements_check(request: HttpRequest, payload: CheckIn) -> dict[str, Any]:
+    result = access.entitlement_check(
+        customer=customer_ref(request, payload.customer),
+        feature=payload.feature,
+        quantity=payload.quantity,
+    )
+    return result.as_dict()
+
+
+@router.post(
+    "/usage",
+    response={200: UsageOut, **ERRORS},
+    auth=ApiKeyAuth(scope="usage:write", operation=USAGE),
+    tags=["usage"],
+    summary="Report usage of metered limits (up to 1,000 events)",
+    description="Each event's `id` makes a resend harmless: it is counted under `duplicates`. "
+    "The whole batch is refused (422, naming the event) if one event is invalid.",
+)
+@idempotent_post("usage.report")
+def usage_report(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:
+    refs: dict[str, CustomerRef] = {}
+    reports = []
+    for event in payload.events:
+        if event.customer not in refs:
+            refs[event.customer] = customer_ref(request, event.customer)
+        reports.append(
+            usage.UsageReport(
+                event_id=event.id,
+                customer=refs[event.customer],
+                metric=event.metric,
+                quantity=event.quantity,
+                timestamp=event.timestamp,
+            )
+        )
+    recorded = usage.usage_record(reports=reports)
+    return Status(200, {"accepted": recorded.accepted, "duplicates": recorded.duplicates})
