@@ -12,6 +12,7 @@ import pytest
 from django.test import Client
 
 from tests.billing.conftest import add_card, new_key
+from tests.ops.conftest import captured_logs  # noqa: F401  (a fixture the API tests use)
 from tollgate.billing import services
 from tollgate.billing.models import Customer
 from tollgate.catalog.models import Price

@@ -97,9 +97,7 @@ def test_a_batch_is_at_most_a_thousand_events_and_names_known_customers(api, pro
     assert unknown.status_code == 404
 
 
-def test_crossing_eighty_percent_emails_the_customer_and_tells_the_product_once(
-    api, pro_customer
-):
+def test_crossing_eighty_percent_emails_the_customer_and_tells_the_product_once(api, pro_customer):
     def near_limit_mail():
         return [m for m in mail.outbox if "of your 1,000" in m.subject]
 
@@ -124,9 +122,7 @@ def test_crossing_eighty_percent_emails_the_customer_and_tells_the_product_once(
     }
 
 
-def test_the_dashboard_prompts_an_upgrade_from_reported_usage(
-    api, pro_customer, client, committed
-):
+def test_the_dashboard_prompts_an_upgrade_from_reported_usage(api, pro_customer, client, committed):
     api.post("/usage", {"events": [event("c1", quantity=900)]})
     client.force_login(pro_customer.user)
     page = client.get("/billing/").content.decode()

@@ -93,11 +93,17 @@ def customer_lookup(ref: str) -> Customer:
     return customer
 
 
+def _owner_pk(customer: Customer) -> int:
+    if customer.user_id is None:  # the customer_has_owner constraint rules this out
+        raise ValueError(f"customer {customer.public_id} has no owner")
+    return customer.user_id
+
+
 def customer_ref_of(customer: Customer) -> CustomerRef:
     return CustomerRef(
         pk=customer.pk,
         public_id=customer.public_id,
-        user_pk=customer.user_id,
+        user_pk=_owner_pk(customer),
         created_at=customer.created_at,
     )
 
@@ -187,7 +193,7 @@ def customer_create_or_find(
         with transaction.atomic(durable=True):
             customer = _create(email=email, external_id=external_id, name=name, actor=actor)
             if create_login:
-                _login_invite(customer.user)
+                _login_invite(User.objects.get(pk=_owner_pk(customer)))
     except IntegrityError as exc:
         # A concurrent request created the same external id, or the email was taken meanwhile.
         if external_id is not None:
@@ -252,15 +258,16 @@ def customer_update(
         changes["external_id"] = _external_id_check(external_id)
     try:
         with transaction.atomic(durable=True):
-            locked = Customer.objects.select_for_update().select_related("user").get(pk=customer.pk)
+            locked = Customer.objects.select_for_update().get(pk=customer.pk)
             changed = {k: v for k, v in changes.items() if getattr(locked, k) != v}
             if not changed:
                 return locked
+            owner = User.objects.get(pk=_owner_pk(locked))
             if "email" in changed:
-                _account_email_change(locked.user, changed["email"])
+                _account_email_change(owner, changed["email"])
             if "name" in changed:
-                locked.user.name = changed["name"]
-                locked.user.save(update_fields=["name"])
+                owner.name = changed["name"]
+                owner.save(update_fields=["name"])
             old_external_id = locked.external_id
             for name_, value in changed.items():
                 setattr(locked, name_, value)

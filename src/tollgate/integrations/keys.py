@@ -252,8 +252,7 @@ def customer_api_key_create(
     """Issue a key of ``customer``'s own: it sees and reports for that customer only, within
     :data:`CUSTOMER_SCOPES`, at the rates of the customer's plan. Refused unless the plan has the
     ``api_access`` feature. Audited."""
-    entitlements = entitlements_for_customer(customer_pk=customer.pk, user_pk=customer.user_id)
-    if not entitlements.has(CUSTOMER_KEYS_FEATURE):
+    if not _plan_allows_keys(customer):
         raise ApiKeysNotInPlan()
     fields = {
         "name": _name_check(name),
@@ -274,8 +273,17 @@ def customer_api_key_create(
     return issued
 
 
+def _plan_allows_keys(customer: Customer) -> bool:
+    if customer.user_id is None:
+        return False
+    entitlements = entitlements_for_customer(customer_pk=customer.pk, user_pk=customer.user_id)
+    return entitlements.has(CUSTOMER_KEYS_FEATURE)
+
+
 def _locked(key: ApiKey) -> ApiKey:
-    return ApiKey.objects.select_for_update().select_related("customer").get(pk=key.pk)
+    # of=self: the customer is an outer join (operator keys have none), which PostgreSQL will
+    # not lock.
+    return ApiKey.objects.select_for_update(of=("self",)).select_related("customer").get(pk=key.pk)
 
 
 def _changed(key: ApiKey) -> None:
@@ -302,6 +310,8 @@ def api_key_rotate(
     now = clock.now()
     with transaction.atomic(durable=True):
         old = _locked(key)
+        if old.customer is not None and not _plan_allows_keys(old.customer):
+            raise ApiKeysNotInPlan()
         if not api_key_usable(old, at=now) or old.replaced_by_id is not None:
             raise ValidationFailed(
                 "Only a working key that was not rotated before can be rotated.",
