@@ -196,3 +196,33 @@ def test_key_rotation_accepts_sessions_signed_with_a_fallback_key(settings):
     settings.SECRET_KEY_FALLBACKS = []
     with pytest.raises(signing.BadSignature):
         signing.loads(token)
+
+
+def _in_process(env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TOLLGATE_", "DATABASE_URL", "REDIS_URL"))
+    }
+    return subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        env={**clean, "DJANGO_SETTINGS_MODULE": "tollgate.config.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_embedded_default_cache_is_shared_by_the_web_process_and_the_worker(tmp_path):
+    """What the worker drops from the cache (after a plan change, a revoked API key) must be gone
+    for the web process too: two processes of the embedded default see one cache."""
+    env = {"TOLLGATE_ENV": "development", "TOLLGATE_DATA_DIR": str(tmp_path)}
+    setter = "from django.core.cache import cache; cache.set('shared-probe', 'seen', 60)"
+    assert _in_process(env, setter).returncode == 0
+    reader = "from django.core.cache import cache; print(cache.get('shared-probe'))"
+    result = _in_process(env, reader)
+    assert result.stdout.strip() == "seen", result.stderr
+    dropper = "from django.core.cache import cache; cache.delete('shared-probe')"
+    assert _in_process(env, dropper).returncode == 0
+    assert _in_process(env, reader).stdout.strip() == "None"

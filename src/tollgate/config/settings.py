@@ -173,8 +173,19 @@ if REDIS_URL:
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
-else:
+elif TESTING:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    # The embedded default runs a web process and a worker: a per-process memory cache would keep
+    # what the worker drops (a plan change, a revoked API key). Files under var/ are one cache
+    # for every process on the machine.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 20000},
+        }
+    }
 RATELIMIT_STORAGE_URL = env.str(
     "TOLLGATE_RATELIMIT_STORAGE_URL", REDIS_URL if REDIS_URL else "memory://"
 )
