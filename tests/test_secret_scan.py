@@ -1,9 +1,9 @@
 """No secrets in the repository: every file git tracks, and every untracked file git does not
 ignore, is scanned for strings that look like live credentials.
 
-Looked for: Stripe secret and restricted keys (live and test), Stripe webhook signing secrets,
-private key blocks, AWS access key ids, and passwords inside URLs (``scheme://user:password@host``)
-unless the password is an obvious placeholder. A finding is reported as ``path:line: kind``, never
+Looked for: Stripe secret and restricted keys (live and test), Tollgate's own API keys, Stripe
+webhook signing secrets, private key blocks, AWS access key ids, and passwords inside URLs
+(``scheme://user:password@host``) unless the password is an obvious placeholder. A finding is reported as ``path:line: kind``, never
 with the secret itself, so a failing run does not copy the secret into CI logs.
 
 Patterns and test strings are assembled from pieces, so this file never matches itself. A line that
@@ -27,6 +27,10 @@ ALLOW_MARKER = "secret-scan: " + "allow"
 _DASHES = "-" * 5
 _STRIPE_KEY = re.compile(
     r"(?<![A-Za-z0-9_])(?:" + "s" + "k" + "|" + "r" + "k" + r")_(?:live|test)_([A-Za-z0-9]{10,})"
+)
+# Tollgate's own API keys: the mode, then 52 letters and digits (12 to find it, 40 secret).
+_TOLLGATE_KEY = re.compile(
+    r"(?<![A-Za-z0-9_])" + "t" + "g" + r"_(?:live|test)_([A-Za-z0-9]{52})(?![A-Za-z0-9])"
 )
 _WEBHOOK_SECRET = re.compile(r"(?<![A-Za-z0-9_])" + "wh" + "sec" + r"_([A-Za-z0-9+/=]{20,})")
 _PRIVATE_KEY = re.compile(_DASHES + r"BEGIN (?:[A-Z0-9]+ )*" + "PRIVATE" + " KEY" + _DASHES)
@@ -83,6 +87,7 @@ def find_secrets(text: str, path: str = "<text>") -> list[Finding]:
             continue
         kinds: list[str] = []
         kinds += ["Stripe secret key" for m in _STRIPE_KEY.finditer(line) if len(set(m[1])) > 1]
+        kinds += ["Tollgate API key" for m in _TOLLGATE_KEY.finditer(line) if len(set(m[1])) > 1]
         kinds += ["Stripe webhook secret" for m in _WEBHOOK_SECRET.finditer(line)]
         kinds += ["private key block" for _ in _PRIVATE_KEY.finditer(line)]
         kinds += ["AWS access key id" for _ in _AWS_ACCESS_KEY.finditer(line)]
@@ -137,6 +142,7 @@ class TestDetector:
     restricted = "r" + "k_" + "live_" + "9aK2LmQ8xWz3TbR1"
     webhook = "wh" + "sec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     aws = "AK" + "IA" + "IOSFODNN7EXAMPLQ"
+    tollgate = "t" + "g_" + "live_" + "Ab3dE6gH9kLm" + "Qr5tUv8xYz2bC4eF6hJ9kM3nP5sT7wZ0aB2dF4gH"
     pem = _DASHES + "BEGIN " + "RSA PRIVATE" + " KEY" + _DASHES
     pem_plain = _DASHES + "BEGIN " + "PRIVATE" + " KEY" + _DASHES
 
@@ -147,6 +153,7 @@ class TestDetector:
             (f'api_key = "{stripe_test}"', "Stripe secret key"),
             (f"key: {restricted}", "Stripe secret key"),
             (f"STRIPE_WEBHOOK_SECRET={webhook}", "Stripe webhook secret"),
+            (f"TOLLGATE_KEY={tollgate}", "Tollgate API key"),
             (f"aws_access_key_id = {aws}", "AWS access key id"),
             (pem, "private key block"),
             (pem_plain, "private key block"),
@@ -169,6 +176,8 @@ class TestDetector:
             "s" + "k_" + "test_" + "x" * 24,
             "task_" + "test_" + "abcdefghijkl",
             "wh" + "sec_" + "tooShort",
+            "t" + "g_" + "test_" + "A" * 52,
+            "the " + "t" + "g_" + "live_" + " prefix",
             "AK" + "IA" + "IOSFODNN7EXAMP",
             _DASHES + "BEGIN " + "PUBLIC KEY" + _DASHES,
             "postgres://tollgate@db:5432/app",
