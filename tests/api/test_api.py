@@ -55,3 +55,20 @@ def test_errors_from_services_and_validation_use_the_house_shape(rf):
     )
     assert invalid.status_code == 422
     assert b'"field": "body.amount"' in invalid.content
+
+
+def test_every_endpoint_of_the_integration_api_is_documented_with_its_key_and_errors(client):
+    schema = client.get("/api/v1/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["scheme"] == "bearer"
+    for path, operations in schema["paths"].items():
+        if path in ("/api/v1/status", "/api/v1/plans"):
+            continue
+        for method, operation in operations.items():
+            assert operation["security"] == [{"ApiKeyAuth": []}], (method, path)
+            assert {"401", "403", "422", "429"} <= set(operation["responses"]), (method, path)
+            if method == "post":
+                names = [p["name"] for p in operation.get("parameters", [])]
+                assert "Idempotency-Key" in names, path
+                body = operation["requestBody"]["content"]["application/json"]["schema"]
+                component = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
+                assert component.get("examples"), path

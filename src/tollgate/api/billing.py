@@ -8,6 +8,7 @@ from ninja import Query, Router, Schema, Status
 
 from tollgate.api.auth import READ, WRITE, ApiKeyAuth
 from tollgate.api.customers import ERRORS, customer_object, customer_ref, identity_of
+from tollgate.api.idempotency import OPENAPI as IDEMPOTENCY_HEADER
 from tollgate.api.idempotency import idempotent_post
 from tollgate.api.schemas import (
     CheckoutLinkIn,
@@ -175,6 +176,7 @@ def _link(link: links.SignedLink) -> dict[str, Any]:
     description="Send the customer to `url`: they are signed in (no password needed), enter "
     "their card on the payment page, and come back to `success_url`. Works once, for 24 hours. "
     "`success_url` and `cancel_url` must be on a host in TOLLGATE_API_REDIRECT_HOSTS.",
+    openapi_extra=IDEMPOTENCY_HEADER,
 )
 @idempotent_post("links.checkout")
 def checkout_link(request: HttpRequest, payload: CheckoutLinkIn) -> Status[dict[str, Any]]:
@@ -195,6 +197,7 @@ def checkout_link(request: HttpRequest, payload: CheckoutLinkIn) -> Status[dict[
     summary="A link into a customer's billing pages",
     description="Plan, card, invoices, plan changes and cancellation, signed in without a "
     "password. Works once, for 5 minutes: create it when the customer clicks.",
+    openapi_extra=IDEMPOTENCY_HEADER,
 )
 @idempotent_post("links.portal")
 def portal_link(request: HttpRequest, payload: PortalLinkIn) -> Status[dict[str, Any]]:

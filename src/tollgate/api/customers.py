@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from ninja import Query, Router, Schema, Status
 
 from tollgate.api.auth import CHECK, READ, USAGE, WRITE, ApiKeyAuth
+from tollgate.api.idempotency import OPENAPI as IDEMPOTENCY_HEADER
 from tollgate.api.idempotency import idempotent_post
 from tollgate.api.schemas import (
     CheckIn,
@@ -62,6 +63,7 @@ class CustomerFilters(Schema):
     description="With an `external_id` that a customer has already, returns that customer "
     "(200) and changes nothing; otherwise creates one (201) with an account that has no "
     "password. `customer.created` is sent to webhook endpoints.",
+    openapi_extra=IDEMPOTENCY_HEADER,
 )
 @idempotent_post("customers.create")
 def customer_create(request: HttpRequest, payload: CustomerIn) -> Status[dict[str, Any]]:
@@ -142,15 +144,18 @@ def entitlements_get(request: HttpRequest, customer: str) -> dict[str, Any]:
     tags=["entitlements"],
     summary="May a customer use a feature, or more of a limit, now?",
     description="The hot path: answered from a shared cache, without a database query once "
-    "warm. A refusal says why, and offers the cheapest plan that would allow it.",
+    "warm. A refusal says why, and offers the cheapest plan that would allow it. It changes "
+    "nothing, so `Idempotency-Key` is only needed to pin an answer.",
+    openapi_extra=IDEMPOTENCY_HEADER,
 )
-def entitlements_check(request: HttpRequest, payload: CheckIn) -> dict[str, Any]:
+@idempotent_post("entitlements.check")
+def entitlements_check(request: HttpRequest, payload: CheckIn) -> Status[dict[str, Any]]:
     result = access.entitlement_check(
         customer=customer_ref(request, payload.customer),
         feature=payload.feature,
         quantity=payload.quantity,
     )
-    return result.as_dict()
+    return Status(200, result.as_dict())
 
 
 @router.post(
@@ -161,6 +166,7 @@ def entitlements_check(request: HttpRequest, payload: CheckIn) -> dict[str, Any]
     summary="Report usage of metered limits (up to 1,000 events)",
     description="Each event's `id` makes a resend harmless: it is counted under `duplicates`. "
     "The whole batch is refused (422, naming the event) if one event is invalid.",
+    openapi_extra=IDEMPOTENCY_HEADER,
 )
 @idempotent_post("usage.report")
 def usage_report(request: HttpRequest, payload: UsageIn) -> Status[dict[str, Any]]:

@@ -27,6 +27,20 @@ from tollgate.core.idempotency import (
 from tollgate.integrations.keys import ApiIdentity
 
 HEADER = "Idempotency-Key"
+# The header as the OpenAPI document shows it on every POST (``openapi_extra=OPENAPI``).
+OPENAPI: dict[str, Any] = {
+    "parameters": [
+        {
+            "in": "header",
+            "name": HEADER,
+            "required": False,
+            "schema": {"type": "string", "maxLength": 255},
+            "description": "Send the same key to repeat a request safely: within 24 hours the "
+            "same key and body return the first answer; another body gets 422; a request "
+            "still running gets 409.",
+        }
+    ]
+}
 
 
 def _scope(identity: ApiIdentity) -> str:
