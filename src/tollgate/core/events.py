@@ -50,6 +50,7 @@ def event_publish(
             "type": event_type,
             "object": object_type,
             "id": object_id,
+            "key": key,
             "extra": extra or {},
         },
         dedupe_key=f"{OUTBOX_KIND}:{event_type}:{key}"[:200],

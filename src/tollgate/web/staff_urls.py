@@ -2,6 +2,7 @@ from django.urls import path
 
 from tollgate.web import staff_api_key_views
 from tollgate.web import staff_views as views
+from tollgate.web import staff_webhook_views as webhook_views
 
 app_name = "staff"
 
@@ -41,5 +42,21 @@ urlpatterns = [
         "api-keys/<str:key_id>/revoke/",
         staff_api_key_views.api_key_revoke,
         name="api_key_revoke",
+    ),
+    path("webhooks/", webhook_views.webhook_endpoints, name="webhooks"),
+    path("webhooks/new/", webhook_views.webhook_create, name="webhook_create"),
+    path("webhooks/<str:endpoint_id>/", webhook_views.webhook_endpoint, name="webhook_endpoint"),
+    path("webhooks/<str:endpoint_id>/edit/", webhook_views.webhook_edit, name="webhook_edit"),
+    path("webhooks/<str:endpoint_id>/enable/", webhook_views.webhook_enable, name="webhook_enable"),
+    path(
+        "webhooks/<str:endpoint_id>/disable/",
+        webhook_views.webhook_disable,
+        name="webhook_disable",
+    ),
+    path("webhooks/<str:endpoint_id>/rotate/", webhook_views.webhook_rotate, name="webhook_rotate"),
+    path(
+        "webhooks/<str:endpoint_id>/deliveries/<str:event_id>/resend/",
+        webhook_views.webhook_resend,
+        name="webhook_resend",
     ),
 ]
