@@ -338,7 +338,11 @@ def _period_end(
     )
     if subscription.status == SubscriptionStatus.TRIALING:
         target = SubscriptionStatus.ACTIVE if has_card else SubscriptionStatus.INCOMPLETE
-        services.subscription_move_locked(subscription=subscription, target=target)
+        services.subscription_move_locked(subscription=subscription, target=target)  # publishes too
+    else:
+        services.subscription_event_publish(
+            subscription=subscription, event_type="subscription.updated"
+        )
     invoice = services.invoice_draft_for_period_locked(
         subscription=subscription,
         period=period,

@@ -175,6 +175,11 @@ def renewals_begin_locked(
             )
         )
     AuditEvent.objects.bulk_create(events)
+    with outbox_batch():
+        for subscription in subscriptions:
+            services.subscription_event_publish(
+                subscription=subscription, event_type="subscription.updated"
+            )
     charges = []
     for renewal, invoice, payment in zip(renewals, invoices, payments, strict=True):
         invoice.customer = renewal.customer  # the charge request reads its gateway reference
@@ -289,5 +294,6 @@ def _successes_record(successes: list[tuple[services.PendingCharge, ChargeResult
         )
         with outbox_batch():
             for locks in recorded:
+                services.invoice_paid_publish(invoice=locks.invoice)
                 services.payment_notify(locks)
     return {locks.payment.pk for locks in recorded}

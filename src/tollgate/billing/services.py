@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import secrets
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ from tollgate.core.errors import (
     PermissionDenied,
     ValidationFailed,
 )
+from tollgate.core.events import event_publish
 from tollgate.core.idempotency import IdempotencyClaim, PublicIdResult, idempotent
 from tollgate.core.money import Money, validate_currency
 from tollgate.notifications.services import email_send_template
@@ -322,6 +324,7 @@ def _subscription_start(
             )
             invoice_finalize_locked(customer=locked, subscription=subscription, invoice=invoice)
         entitlements_changed(customer=locked)
+        subscription_event_publish(subscription=subscription, event_type="subscription.created")
         claim.checkpoint(_SUBSCRIPTION_RESULT.dump(subscription))
         audit_record(
             action="billing.subscription_started",
@@ -347,11 +350,28 @@ def price_months(price: Price) -> int:
     return periods.interval_months(interval=price.interval, interval_count=price.interval_count)
 
 
+def subscription_event_publish(*, subscription: Subscription, event_type: str) -> None:
+    """Publish ``event_type`` about ``subscription`` for the operator's product, in the current
+    transaction; each call reports a change of its own."""
+    event_publish(
+        event_type=event_type,
+        object_type="subscription",
+        object_id=subscription.public_id,
+        key=f"{subscription.public_id}:{secrets.token_hex(8)}",
+    )
+
+
 def subscription_move_locked(*, subscription: Subscription, target: SubscriptionStatus) -> None:
     """Change the status as the transition table allows; the cached entitlements go after commit."""
     subscription.status = SUBSCRIPTION.check(current=subscription.status, target=target)
     subscription.save(update_fields=["status"])
     entitlements_changed(customer=subscription.customer)
+    subscription_event_publish(
+        subscription=subscription,
+        event_type="subscription.past_due"
+        if target == SubscriptionStatus.PAST_DUE
+        else "subscription.updated",
+    )
 
 
 def subscription_end_locked(
@@ -366,6 +386,12 @@ def subscription_end_locked(
         update_fields=["status", "ended_at", "cancel_at_period_end", "scheduled_price"]
     )
     entitlements_changed(customer=subscription.customer)
+    subscription_event_publish(
+        subscription=subscription,
+        event_type="subscription.canceled"
+        if status == SubscriptionStatus.CANCELED
+        else "subscription.updated",
+    )
 
 
 def subscription_cancel(
@@ -460,6 +486,7 @@ def _subscription_cancel(
                     "cancellation_comment",
                 ]
             )
+            subscription_event_publish(subscription=current, event_type="subscription.canceled")
         else:
             SUBSCRIPTION.check(current=current.status, target=SubscriptionStatus.CANCELED)
             invoices = _cancel_invoices_locked(subscription=current, with_paid=prorated_refund)
@@ -636,6 +663,7 @@ def subscription_resume(*, subscription: Subscription, actor: User | None = None
                 "cancellation_comment",
             ]
         )
+        subscription_event_publish(subscription=current, event_type="subscription.resumed")
         audit_record(action="billing.subscription_resumed", actor=actor, target=current)
     return current
 
@@ -712,6 +740,7 @@ def _subscription_change_price(
             invoice = _upgrade_invoice(locks=locks, price=price, now=now)
             entitlements_changed(customer=locks.customer)
             change = "now"
+        subscription_event_publish(subscription=current, event_type="subscription.updated")
         claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
         audit_record(
             action="billing.subscription_price_changed",
@@ -778,6 +807,7 @@ def subscription_scheduled_change_cancel(
         dropped = current.scheduled_price
         current.scheduled_price = None
         current.save(update_fields=["scheduled_price"])
+        subscription_event_publish(subscription=current, event_type="subscription.updated")
         audit_record(
             action="billing.subscription_price_change_canceled",
             actor=actor,
@@ -1021,6 +1051,7 @@ def invoice_mark_paid_locked(
     confirmed to the customer when this payment is what starts it)."""
     invoice_paid_apply(invoice=invoice, now=now)
     invoice.save(update_fields=INVOICE_PAID_FIELDS)
+    invoice_paid_publish(invoice=invoice)
     if subscription is not None and subscription.status in (
         SubscriptionStatus.INCOMPLETE,
         SubscriptionStatus.PAST_DUE,
@@ -1033,6 +1064,16 @@ def invoice_mark_paid_locked(
 
 
 INVOICE_PAID_FIELDS = ["status", "amount_paid", "paid_at", "next_payment_attempt_at"]
+
+
+def invoice_paid_publish(*, invoice: Invoice) -> None:
+    """Publish ``invoice.paid`` in the current transaction (an invoice is paid once)."""
+    event_publish(
+        event_type="invoice.paid",
+        object_type="invoice",
+        object_id=invoice.public_id,
+        key=invoice.public_id,
+    )
 
 
 def invoice_paid_apply(*, invoice: Invoice, now: dt.datetime) -> None:
@@ -1514,6 +1555,12 @@ def _payment_failed(locks: PaymentLocks) -> None:
     written off) or unpaid (and the invoice stays open), as ``BILLING_DUNNING_FINAL_STATUS`` says.
     First invoices (incomplete subscriptions) and one-off invoices are not retried."""
     subscription, invoice = locks.subscription, locks.invoice
+    event_publish(
+        event_type="invoice.payment_failed",
+        object_type="invoice",
+        object_id=invoice.public_id,
+        key=locks.payment.public_id,
+    )
     if (
         subscription is None
         or invoice.billing_reason not in _DUNNED
@@ -1765,6 +1812,12 @@ def _refund_succeeded(locks: RefundLocks) -> None:
             (LedgerAccount.GATEWAY_CLEARING, Money(-refund.amount, refund.currency)),
         ],
     )
+    event_publish(
+        event_type="refund.created",
+        object_type="refund",
+        object_id=refund.public_id,
+        key=refund.public_id,
+    )
     email_send_template(
         to=locks.customer.email,
         template="billing_refund_issued",
@@ -1949,6 +2002,7 @@ def _subscription_extend(
         if current.status == SubscriptionStatus.TRIALING:
             current.trial_end = new_end
         current.save(update_fields=["current_period_end", "billing_anchor", "trial_end"])
+        subscription_event_publish(subscription=current, event_type="subscription.updated")
         if claim is not None:
             claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
         audit_record(
