@@ -8,10 +8,13 @@ keys is slow); with a key that lacks the scope, 403; over the key's rate for the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from django.conf import settings
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
+from tollgate.core import context
 from tollgate.core.errors import RateLimited
 from tollgate.integrations.keys import ApiIdentity, ApiKeyInvalid, api_key_authenticate
 from tollgate.security import endpoints
@@ -47,6 +50,8 @@ class ApiKeyAuth(HttpBearer):
             raise
         identity.require(self.scope)
         _count(request, identity, self.operation)
+        # Audit events of this request name the key (the request's context ends with it).
+        context.bind(replace(context.current(), api_key=identity.key_id))
         return identity
 
 

@@ -10,7 +10,7 @@ from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from tollgate import __version__
-from tollgate.api import billing, customers
+from tollgate.api import billing, customers, webhooks
 from tollgate.catalog.selectors import plans_for_sale
 from tollgate.core.errors import RateLimited, TollgateError
 
@@ -21,7 +21,7 @@ subscriptions and invoices, and links that send a customer to a checkout or thei
 **Authentication:** `Authorization: Bearer tg_live_...` with an API key created by staff (staff
 console, admin, or `manage.py api_key_create`) or by a customer on their account page. Each
 endpoint needs one scope: `entitlements:read`, `usage:write`, `customers:write`, `billing:read` or
-`webhooks:manage`. A missing, malformed, revoked or expired key gets 401; a key without the scope
+`webhooks:manage` (webhook endpoints, as staff manage them in the staff console). A missing, malformed, revoked or expired key gets 401; a key without the scope
 gets 403.
 
 **Rate limits** are counted per key (a customer's keys together), per operation class: `read`
@@ -47,6 +47,7 @@ api = NinjaAPI(
 )
 api.add_router("", customers.router)
 api.add_router("", billing.router)
+api.add_router("", webhooks.router)
 
 
 def _error(

@@ -44,7 +44,9 @@ def audit_event_build(
     return AuditEvent(
         action=action,
         actor=actor if authenticated else None,
-        actor_repr=(getattr(actor, "public_id", "") or str(actor.pk)) if authenticated else "",
+        actor_repr=(getattr(actor, "public_id", "") or str(actor.pk))
+        if authenticated
+        else request.api_key,
         target_type=target._meta.label_lower if target is not None else "",
         target_id=_target_id(target) if target is not None else "",
         ip=request.ip or None,

@@ -11,6 +11,8 @@ class RequestContext:
     request_id: str = ""
     ip: str = ""
     user_agent: str = ""
+    # The API key the request authenticated with (its public id), for audit events it causes.
+    api_key: str = ""
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
