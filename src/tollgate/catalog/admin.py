@@ -1,14 +1,17 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from tollgate.catalog.models import Plan, Price, Product
+from tollgate.catalog.models import Feature, Metric, Plan, Price, Product
+from tollgate.catalog.services import catalog_changed_announce
 
 PRICE_TERMS = ("amount", "currency", "interval", "interval_count")
+_Model = TypeVar("_Model", bound=Model)
 
 
 class PriceForm(forms.ModelForm[Price]):
@@ -43,8 +46,46 @@ class ProductAdmin(admin.ModelAdmin[Product]):
     search_fields = ("name", "code", "public_id")
 
 
+class CatalogChangeAdmin(admin.ModelAdmin[_Model]):
+    """Saving or deleting here names new feature and limit keys and, once the admin's transaction
+    commits, drops what every process caches from the catalog (names, metric resets)."""
+
+    def save_model(self, request: HttpRequest, obj: _Model, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        catalog_changed_announce()
+
+    def delete_model(self, request: HttpRequest, obj: _Model) -> None:
+        super().delete_model(request, obj)
+        catalog_changed_announce()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[_Model]) -> None:
+        super().delete_queryset(request, queryset)
+        catalog_changed_announce()
+
+
+class CatalogKeyAdmin(CatalogChangeAdmin[_Model]):
+    """Plans refer to a feature or limit by its code: once saved, the code stays."""
+
+    search_fields = ("name", "code")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("code",) if obj is not None else ()
+
+
+@admin.register(Feature)
+class FeatureAdmin(CatalogKeyAdmin[Feature]):
+    list_display = ("name", "code", "display_order")
+    fields = ("code", "name", "description", "display_order")
+
+
+@admin.register(Metric)
+class MetricAdmin(CatalogKeyAdmin[Metric]):
+    list_display = ("name", "code", "unit", "reset", "display_order")
+    fields = ("code", "name", "unit", "reset", "display_order")
+
+
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin[Plan]):
+class PlanAdmin(CatalogChangeAdmin[Plan]):
     list_display = ("name", "code", "product", "trial_days", "display_order", "active")
     fields = (
         "product",

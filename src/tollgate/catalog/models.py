@@ -6,6 +6,9 @@ from django.db.models import Q
 from tollgate.core.ids import new_plan_id, new_price_id, new_prod_id
 from tollgate.core.money import Money
 
+# A limit of -1 means no limit ("unlimited"); every other limit is a count from 0.
+UNLIMITED = -1
+
 
 class Product(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_prod_id, editable=False)
@@ -32,7 +35,9 @@ class Plan(models.Model):
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     features = models.JSONField(default=dict, blank=True, help_text="feature code -> true/false")
-    limits = models.JSONField(default=dict, blank=True, help_text="limit code -> integer")
+    limits = models.JSONField(
+        default=dict, blank=True, help_text="limit code -> whole number (-1: no limit)"
+    )
     api_rate_limits = models.JSONField(
         default=dict,
         blank=True,
@@ -118,12 +123,30 @@ class Metric(models.Model):
         LEVEL = "level", "A running level (never reset)"
 
     code = models.SlugField(max_length=64, unique=True)
-    name = models.CharField(max_length=120)
-    unit = models.CharField(max_length=40, blank=True)
+    name = models.CharField(max_length=120, help_text="What people read, e.g. API calls per month")
+    unit = models.CharField(
+        max_length=40, blank=True, help_text="Shown after the number, e.g. GB; blank for a count"
+    )
     reset = models.CharField(max_length=8, choices=Reset.choices, default=Reset.PERIOD)
+    display_order = models.PositiveIntegerField(default=0)
 
     class Meta:
-        ordering = ["code"]
+        ordering = ["display_order", "code"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Feature(models.Model):
+    """A feature key plans switch on or off (``sso``, ``api_access``) and the name people read."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=120, help_text="What people read, e.g. SSO")
+    description = models.TextField(blank=True)
+    display_order = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["display_order", "code"]
 
     def __str__(self) -> str:
         return self.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -11,7 +12,15 @@ from typing import Any
 from django.db import transaction
 
 from tollgate.audit.services import audit_record
-from tollgate.catalog.models import Metric, Plan, Price, Product, TrialEndWithoutCard
+from tollgate.catalog.models import (
+    UNLIMITED,
+    Feature,
+    Metric,
+    Plan,
+    Price,
+    Product,
+    TrialEndWithoutCard,
+)
 from tollgate.core import outbox
 from tollgate.core.errors import ValidationFailed
 from tollgate.core.money import validate_currency
@@ -19,6 +28,8 @@ from tollgate.security.policies import parse_rate
 
 # Outbox message after a change to the catalog: what is cached from it is dropped.
 CATALOG_CHANGED = "catalog.changed"
+# Feature and limit keys: what a catalog entry's code and a plan's keys may be.
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass
@@ -79,7 +90,9 @@ def catalog_load(*, document: dict[str, Any], actor: Any = None) -> CatalogLoadR
 
     Products and plans are matched by code and updated in place. Prices are matched by plan, currency,
     interval and interval count; a different amount retires the old price and creates a new one, so a
-    price that subscriptions use is never edited. Nothing is deleted.
+    price that subscriptions use is never edited. ``[[features]]`` and ``[[metrics]]`` name the
+    feature and limit keys plans use (a key no entry names is named after itself). Nothing is
+    deleted.
     """
     result = CatalogLoadResult()
     products = document.get("products")
@@ -105,12 +118,10 @@ def catalog_load(*, document: dict[str, Any], actor: Any = None) -> CatalogLoadR
             for l_index, raw_plan in enumerate(raw_product.get("plans", [])):
                 _load_plan(product, raw_plan, f"{where}.plans[{l_index}]", l_index, result)
         _load_metrics(document, result)
+        _load_features(document, result)
+        _keys_name_missing(result)
         if result.changed:
-            outbox.outbox_enqueue(
-                kind=CATALOG_CHANGED,
-                payload={},
-                dedupe_key=f"{CATALOG_CHANGED}:{secrets.token_hex(12)}",
-            )
+            _cached_forget_enqueue()
             audit_record(
                 action="catalog.loaded",
                 actor=actor,
@@ -133,6 +144,10 @@ def _load_plan(
         raise ValidationFailed(f"{where}: features must be true or false.")
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in limits.values()):
         raise ValidationFailed(f"{where}: limits must be whole numbers.")
+    if any(v < UNLIMITED for v in limits.values()):
+        raise ValidationFailed(f"{where}: limits are 0 or more, or -1 for no limit.")
+    for key in (*features, *limits):
+        _check_key(key, f"{where}: the key {key!r}")
     values = {
         "name": _require(raw, "name", where),
         "description": raw.get("description", ""),
@@ -168,42 +183,107 @@ def _load_plan(
 
 
 def _load_metrics(document: dict[str, Any], result: CatalogLoadResult) -> None:
-    """``[[metrics]]`` entries name a limit key, its unit and how its usage resets; every limit
-    key a plan uses that no entry declares gets a metric that resets each month."""
-    declared = document.get("metrics", [])
-    if not isinstance(declared, list):
-        raise ValidationFailed("metrics must be a list of [[metrics]] entries.")
-    seen: set[str] = set()
-    for index, raw in enumerate(declared):
+    """``[[metrics]]`` entries name a limit key, its unit and how its usage resets."""
+    for index, raw in enumerate(_entries(document, "metrics")):
         where = f"metrics[{index}]"
-        code = str(_require(raw, "code", where))
         reset = raw.get("reset", Metric.Reset.PERIOD)
         if reset not in Metric.Reset.values:
             raise ValidationFailed(f"{where}: reset must be 'period' or 'level'.")
         values = {
-            "name": str(raw.get("name") or _humanize(code)),
-            "unit": str(raw.get("unit", "")),
+            **_names(raw, where),
+            "unit": _text(raw, "unit", where),
             "reset": reset,
+            "display_order": index,
         }
-        _metric_sync(code, values, result)
-        seen.add(code)
-    for limits in Plan.objects.values_list("limits", flat=True):
-        for code in limits:
-            if code not in seen and not Metric.objects.filter(code=code).exists():
-                _metric_sync(code, {"name": _humanize(code)}, result)
-            seen.add(code)
+        _key_sync(Metric, "metric", values, result)
 
 
-def _metric_sync(code: str, values: dict[str, Any], result: CatalogLoadResult) -> None:
-    metric, created = Metric.objects.get_or_create(code=code, defaults=values)
+def _load_features(document: dict[str, Any], result: CatalogLoadResult) -> None:
+    """``[[features]]`` entries name a feature key and say what it is."""
+    for index, raw in enumerate(_entries(document, "features")):
+        where = f"features[{index}]"
+        values = {
+            **_names(raw, where),
+            "description": _text(raw, "description", where),
+            "display_order": index,
+        }
+        _key_sync(Feature, "feature", values, result)
+
+
+def _entries(document: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    entries = document.get(name, [])
+    if not isinstance(entries, list) or not all(isinstance(raw, dict) for raw in entries):
+        raise ValidationFailed(f"{name} must be a list of [[{name}]] entries.")
+    return entries
+
+
+def _names(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    code = _require(raw, "code", where)
+    _check_key(code, f"{where}: code")
+    return {"code": code, "name": _text(raw, "name", where) or _humanize(code)}
+
+
+def _check_key(key: Any, what: str) -> None:
+    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+        raise ValidationFailed(f"{what} must be 1 to 64 letters, digits, '_' or '-'.")
+
+
+def _text(raw: dict[str, Any], key: str, where: str) -> str:
+    value = raw.get(key, "")
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{where}: {key} must be text.", details={"field": f"{where}.{key}"})
+    return value
+
+
+def _key_sync(
+    model: type[Feature] | type[Metric],
+    kind: str,
+    values: dict[str, Any],
+    result: CatalogLoadResult,
+) -> None:
+    code = values["code"]
+    entry, created = model.objects.get_or_create(code=code, defaults=values)
     if created:
-        result.created.append(f"metric {code}")
-    elif _sync(metric, values):
-        result.updated.append(f"metric {code}")
+        result.created.append(f"{kind} {code}")
+    elif _sync(entry, values):
+        result.updated.append(f"{kind} {code}")
+
+
+def _keys_name_missing(result: CatalogLoadResult | None = None) -> None:
+    """Every feature and limit key a plan uses that no entry names gets a name made from the key
+    (after the named ones); a limit's usage then starts at zero each month."""
+    features: set[str] = set()
+    limits: set[str] = set()
+    for plan_features, plan_limits in Plan.objects.values_list("features", "limits"):
+        features.update(plan_features)
+        limits.update(plan_limits)
+    for model, kind, codes in ((Feature, "feature", features), (Metric, "metric", limits)):
+        known = set(model.objects.filter(code__in=codes).values_list("code", flat=True))
+        after = model.objects.count()
+        for code in sorted(codes - known):
+            model.objects.create(code=code, name=_humanize(code), display_order=after)
+            if result is not None:
+                result.created.append(f"{kind} {code}")
 
 
 def _humanize(code: str) -> str:
     return code.replace("_", " ").capitalize()
+
+
+def _cached_forget_enqueue() -> None:
+    outbox.outbox_enqueue(
+        kind=CATALOG_CHANGED,
+        payload={},
+        dedupe_key=f"{CATALOG_CHANGED}:{secrets.token_hex(12)}",
+    )
+
+
+def catalog_changed_announce() -> None:
+    """After an edit of plans, features or metrics (the admin's), inside its transaction: every new
+    feature or limit key gets a name made from it, and what is cached from the catalog is dropped
+    once the edit commits (in every process; nothing is dropped if it rolls back)."""
+    _keys_name_missing()
+    _cached_forget_enqueue()
 
 
 API_OPERATION_CLASSES = ("default", "read", "write", "usage", "check")
