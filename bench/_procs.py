@@ -1,13 +1,16 @@
 """What the benchmarks share: the processes they start (always stopped by process group, however a
-run ends) and the throw-away PostgreSQL databases they create on this machine."""
+run ends), the throw-away PostgreSQL databases they create on this machine, and the production
+profile some of them serve (its environment, its server, the Redis keys it leaves)."""
 
 from __future__ import annotations
 
 import http.client
 import os
+import secrets
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"  # loopback only, by construction
 LOOPBACK = {"127.0.0.1", "localhost", "::1", ""}
+# What the TLS-terminating proxy in front of a production server adds to every request.
+PROXY_HEADERS = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
 STOP_TIMEOUT_SECONDS = 10.0
 
 # --- Processes -------------------------------------------------------------------------------------
@@ -106,6 +111,26 @@ def wait_until_ready(
     raise RuntimeError(f"server did not answer /healthz within {timeout:.0f} s")
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user and system) used so far by the live processes of a process group, from
+    /proc (Linux); 0.0 where /proc cannot be read."""
+    ticks = 0
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return 0.0
+    for entry in entries:
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                ticks += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((HOST, 0))
@@ -161,3 +186,63 @@ def database_recreate(database_url: str) -> None:
     name = urlsplit(database_url).path.lstrip("/")
     with admin_connect(database_url) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+# --- The production profile ------------------------------------------------------------------------
+def production_environment(
+    *, database_url: str, redis_url: str, data_dir: Path, key_prefix: str
+) -> dict[str, str]:
+    """The environment of the production profile (PostgreSQL, Redis, HTTPS behind one trusted
+    proxy, every request logged) on this machine. The caller adds its payment gateway's settings."""
+    env = {
+        **os.environ,
+        "TOLLGATE_ENV": "production",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": HOST,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TOLLGATE_DATA_DIR": str(data_dir),
+        "TOLLGATE_SITE_URL": f"https://{HOST}",
+        "TOLLGATE_TRUSTED_PROXIES": "1",  # the load generator plays the proxy (PROXY_HEADERS)
+        "TOLLGATE_METRICS_TOKEN": secrets.token_urlsafe(32),
+        "TOLLGATE_RATELIMIT_KEY_PREFIX": key_prefix,
+        "LOG_LEVEL": "INFO",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    for name in ("SENTRY_DSN", "PROMETHEUS_MULTIPROC_DIR", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    return env
+
+
+def serve_start(
+    env: dict[str, str], log_path: Path, *, workers: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``manage.py serve --no-worker`` (granian with the production server settings) on a free
+    loopback port, in its own process group and tracked so that it is stopped on exit. Returns the
+    process and its port once it answers /healthz."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = started(
+            subprocess.Popen(
+                [sys.executable, "-m", "tollgate", "serve", "--no-worker",
+                 "--host", HOST, "--port", str(port), "--workers", str(workers)],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        )  # fmt: skip
+    wait_until_ready(port, process, headers=PROXY_HEADERS)
+    return process, port
+
+
+def redis_cleanup(redis_url: str, key_prefix: str) -> None:
+    """Delete the keys a production-profile run writes to ``redis_url``: the task queue, the
+    rate-limit counters under ``key_prefix`` and the cache entries."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for pattern in ("huey.*tollgate*", f"{key_prefix}*", "tollgate:*"):
+            for key in client.scan_iter(match=pattern, count=500):
+                client.delete(key)
+    finally:
+        client.close()
