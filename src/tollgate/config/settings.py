@@ -92,6 +92,7 @@ MIDDLEWARE = [
     "tollgate.ops.middleware.RequestContextMiddleware",
     "tollgate.security.middleware.SecurityHeadersMiddleware",
     "tollgate.security.middleware.RequestLimitsMiddleware",
+    "tollgate.security.middleware.ControlCharactersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",

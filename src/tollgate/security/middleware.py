@@ -1,9 +1,12 @@
-"""The security middleware: response headers, request size limits and rate limits.
+"""The security middleware: response headers, addresses no page has, request size limits and rate
+limits.
 
 Order in ``settings.MIDDLEWARE`` matters: SecurityHeadersMiddleware sits outside everything that can
-answer early (413, 429, error pages), so every response gets its headers; RequestLimitsMiddleware
-refuses oversized requests before anything parses them; RateLimitMiddleware runs after
-authentication and URL resolution, so it can count per account and per endpoint.
+answer early (404, 413, 429, error pages), so every response gets its headers;
+RequestLimitsMiddleware refuses oversized requests before anything parses them, then
+ControlCharactersMiddleware refuses addresses no page has before anything resolves them;
+RateLimitMiddleware runs after authentication and URL
+resolution, so it can count per account and per endpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ log = structlog.get_logger("tollgate.security")
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
 _DIGITS = re.compile(r"^[0-9]+$")
+# No address Tollgate hands out has a control character, and PostgreSQL refuses NUL in text outright
+# (an error, not "no such row"). A query string may carry tab and line breaks (a text area of a GET
+# form); they are harmless.
+_PATH_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_QUERY_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Headers that advertise server software and help no one but an attacker picking exploits.
 _REVEALING_HEADERS = ("Server", "X-Powered-By")
 
@@ -77,6 +85,33 @@ def _hsts_value() -> str:
     if settings.SECURE_HSTS_PRELOAD:
         value += "; preload"
     return value
+
+
+class ControlCharactersMiddleware:
+    """Refuses a request with a control character (NUL above all) in its path with a 404 (no page,
+    no object has such an address) and one with a control character in a query parameter's name or
+    value with a 400 that says so. Such values never reach a URL pattern, a view or the database,
+    which answers the same on SQLite and PostgreSQL: a made-up id is not found, never a 500."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if _PATH_CONTROL.search(request.path_info):
+            return error_response(request, 404)
+        for name, values in request.GET.lists():
+            if _QUERY_CONTROL.search(name) or any(_QUERY_CONTROL.search(v) for v in values):
+                return error_response(
+                    request,
+                    400,
+                    code="control_character",
+                    message=(
+                        "The address has a control character in its query string, which no link"
+                        " of ours has. Check the address and try again."
+                    ),
+                    details={} if _QUERY_CONTROL.search(name) else {"parameter": name[:100]},
+                )
+        return self.get_response(request)
 
 
 class RequestLimitsMiddleware:
