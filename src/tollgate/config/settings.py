@@ -167,7 +167,7 @@ REDIS_URL = env.str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "tollgate.core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tollgate",
             # A Redis that stops answering must fail requests fast, not hang every thread.
