@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from allauth.usersessions.admin import UserSessionAdmin as AllauthUserSessionAdmin
+from allauth.usersessions.models import UserSession
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
@@ -41,3 +43,13 @@ class UserAdmin(DjangoUserAdmin):
             },
         ),
     )
+
+
+# allauth's own admin searches the user's username, which Tollgate's User does not have (it signs in
+# with an email address): searching there would fail. The import above has registered it already.
+admin.site.unregister(UserSession)
+
+
+@admin.register(UserSession)
+class UserSessionAdmin(AllauthUserSessionAdmin):
+    search_fields = ("user__email", "user__public_id", "ip")
