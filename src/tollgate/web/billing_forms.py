@@ -14,17 +14,40 @@ from tollgate.core.idempotency import form_token_issue, form_token_redeem
 
 class TokenForm(forms.Form):
     """A form with a hidden token bound to its ``purpose`` and to the account it was shown to;
-    once valid, ``cleaned_data["idempotency_key"]`` is the key its request runs under."""
+    once valid, ``cleaned_data["idempotency_key"]`` is the key its request runs under.
+
+    A hidden field has no place on the page to show an error, so a refused token (missing, forged,
+    expired) or another hidden value is the form's own error, and the form shown again carries a
+    fresh token: submitting it again works."""
 
     purpose = ""
 
-    form_token = forms.CharField(widget=forms.HiddenInput)
+    form_token = forms.CharField(
+        widget=forms.HiddenInput,
+        error_messages={"required": FormTokenInvalid.default_message},
+    )
 
     def __init__(self, *args: Any, owner: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.owner = owner
+        self.token_refused = False
         if not self.is_bound:
             self.initial["form_token"] = form_token_issue(purpose=self.purpose, owner=owner)
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if not self.is_bound:
+            return
+        for name, field in self.fields.items():
+            if field.widget.is_hidden and name in self._errors:
+                self.token_refused |= name == "form_token"
+                for error in self._errors.pop(name).as_data():
+                    self.add_error(None, error)
+        if self.token_refused:
+            self.data = self.data.copy()
+            self.data[self.add_prefix("form_token")] = form_token_issue(
+                purpose=self.purpose, owner=self.owner
+            )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -35,6 +58,7 @@ class TokenForm(forms.Form):
                     token=token, purpose=self.purpose, owner=self.owner
                 )
             except FormTokenInvalid as exc:
+                self.token_refused = True
                 raise forms.ValidationError(exc.message, code=exc.code) from exc
         return cleaned
 

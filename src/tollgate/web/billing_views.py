@@ -490,6 +490,9 @@ def change_plan(request: HttpRequest) -> HttpResponse:
     chosen = next((price for price in options if price.public_id == chosen_id), None)
     if chosen_id and chosen is None:
         raise Http404("No such price to change to.")
+    if request.method == "POST" and chosen is None:
+        messages.error(request, "Choose the plan to change to, then confirm the change.")
+        return redirect("billing:change_plan")
     if request.method == "POST" and chosen is not None and form.is_valid():
         try:
             changed = services.subscription_change_price(
