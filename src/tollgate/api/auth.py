@@ -79,5 +79,5 @@ def _count(request: HttpRequest, identity: ApiIdentity, operation: str) -> None:
     subject = (
         f"key:{identity.key_id}" if identity.is_operator else f"customer:{identity.customer_pk}"
     )
-    decision = limiter().hit(f"api-{operation}", subject, rate=identity.rate_for(operation))
+    decision = limiter().hit_counter(f"api-{operation}", subject, rate=identity.rate_for(operation))
     _refuse_if_over(request, decision)
