@@ -78,6 +78,12 @@ class UpgradeOffer:
     limit: int | None = None
 
 
+def entitlements_cache_key(user_id: int) -> str:
+    """Where an account's entitlements are cached (for a caller that reads several keys at once:
+    a miss there is filled by :func:`entitlements_for_customer`)."""
+    return _cache_key(user_id)
+
+
 def _cache_key(user_id: int) -> str:
     return f"billing:entitlements:{user_id}"
 

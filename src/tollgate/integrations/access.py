@@ -11,11 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.cache import cache
+
 from tollgate.billing.entitlements import (
     GRANTING,
     UNLIMITED,
     Entitlements,
     UpgradeOffer,
+    entitlements_cache_key,
     entitlements_for_customer,
     upgrade_offer_for,
     upgrade_offers_for,
@@ -25,7 +28,7 @@ from tollgate.catalog.selectors import metric_resets
 from tollgate.core.errors import ValidationFailed
 from tollgate.integrations.customers import CustomerRef
 from tollgate.integrations.representations import iso
-from tollgate.integrations.usage import Usage, usage_current
+from tollgate.integrations.usage import Usage, usage_cache_key, usage_current
 
 KEY_MAX_LENGTH = 64
 MAX_QUANTITY = 10**12
@@ -77,6 +80,18 @@ def _current(customer: CustomerRef) -> Entitlements:
     return entitlements_for_customer(customer_pk=customer.pk, user_pk=customer.user_pk)
 
 
+def _current_and_usage(customer: CustomerRef) -> tuple[Entitlements, Usage]:
+    """The entitlements and the month's usage, read from the cache in one round trip."""
+    entitlements_key = entitlements_cache_key(customer.user_pk)
+    usage_key = usage_cache_key(customer.pk)
+    found = cache.get_many([entitlements_key, usage_key])
+    current = found.get(entitlements_key)
+    if not isinstance(current, Entitlements):
+        current = _current(customer)
+    usage = usage_current(customer=customer, entitlements=current, cached=found.get(usage_key))
+    return current, usage
+
+
 def _near(used: int, limit: int) -> bool:
     return limit >= 0 and used * 5 >= limit * 4  # within 20% of the limit, in integers
 
@@ -85,8 +100,7 @@ def entitlements_view(*, customer: CustomerRef) -> dict[str, Any]:
     """The customer's plan, status and period end, every feature on or off, every limit with its
     use and what remains (``null`` limit: unlimited), and the upgrade offers for what is missing
     or nearly used up."""
-    current = _current(customer)
-    usage = usage_current(customer=customer, entitlements=current)
+    current, usage = _current_and_usage(customer)
     limits = {
         key: _limit_state(limit, usage.used(key)) for key, limit in sorted(current.limits.items())
     }
@@ -136,23 +150,22 @@ def entitlement_check(*, customer: CustomerRef, feature: str, quantity: int = 1)
     feature = _key_check(feature)
     if not 0 <= quantity <= MAX_QUANTITY:
         raise ValidationFailed(f"quantity is 0 to {MAX_QUANTITY}.", details={"field": "quantity"})
-    current = _current(customer)
+    current, usage = _current_and_usage(customer)
     if current.status not in GRANTING:
         reason = Reason.PAST_DUE if current.status == SubscriptionStatus.UNPAID else None
         return CheckResult(False, reason or Reason.NO_SUBSCRIPTION, None, None)
-    if feature in current.limits or feature in metric_resets():
-        return _limit_check(customer, current, feature, quantity)
+    if feature in current.limits:
+        return _limit_check(current, usage, feature, quantity)
     if current.has(feature):
         return CheckResult(True, None, None, None)
+    if feature in metric_resets():  # a limit this plan does not have
+        return _limit_check(current, usage, feature, quantity)
     offer = upgrade_offer_for(current=current, key=feature)
     return CheckResult(False, Reason.FEATURE_NOT_IN_PLAN, None, offer)
 
 
-def _limit_check(
-    customer: CustomerRef, current: Entitlements, key: str, quantity: int
-) -> CheckResult:
+def _limit_check(current: Entitlements, usage: Usage, key: str, quantity: int) -> CheckResult:
     limit = current.limit(key)
-    usage: Usage = usage_current(customer=customer, entitlements=current)
     used = usage.used(key)
     if limit == UNLIMITED:
         return CheckResult(True, None, None, None)

@@ -314,12 +314,24 @@ def usage_cached_forget(payload: dict[str, Any]) -> None:
     cache.delete_many([_usage_cache_key(int(pk)) for pk in payload["customers"]])
 
 
-def usage_current(*, customer: CustomerRef, entitlements: Entitlements) -> Usage:
+def usage_cache_key(customer_pk: int) -> str:
+    """Where a customer's usage is cached (for a caller that reads several keys at once)."""
+    return _usage_cache_key(customer_pk)
+
+
+_NOT_READ = object()
+
+
+def usage_current(
+    *, customer: CustomerRef, entitlements: Entitlements, cached: object = _NOT_READ
+) -> Usage:
     """The customer's usage in the current month and their levels (cached for every process;
-    dropped after each recorded batch, and recomputed when a new month begins)."""
+    dropped after each recorded batch, and recomputed when a new month begins). ``cached`` is
+    what the cache held, when the caller has read it already."""
     period = usage_period(anchor=usage_anchor(customer, entitlements), at=clock.now())
     key = _usage_cache_key(customer.pk)
-    cached = cache.get(key)
+    if cached is _NOT_READ:
+        cached = cache.get(key)
     if isinstance(cached, Usage) and cached.period == period:
         return cached
     resets = metric_resets()
