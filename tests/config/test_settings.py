@@ -226,3 +226,29 @@ def test_the_embedded_default_cache_is_shared_by_the_web_process_and_the_worker(
     dropper = "from django.core.cache import cache; cache.delete('shared-probe')"
     assert _in_process(env, dropper).returncode == 0
     assert _in_process(env, reader).stdout.strip() == "None"
+
+
+_DEBUG_PAGE_PROBE = (
+    "from django.conf import settings; from django.test import Client;"
+    " response = Client().get('/no-such-page/');"
+    " print(settings.DEBUG, settings.WHITENOISE_AUTOREFRESH, response.status_code,"
+    " 'There is nothing at this address' in response.content.decode(),"
+    " 'urlpatterns' in response.content.decode() or 'URLconf' in response.content.decode(),"
+    " Client().get('/static/tollgate/app.css').status_code)"
+)
+
+
+def test_the_embedded_default_shows_the_house_error_pages_not_debug_pages(tmp_path):
+    """`make run` must not list every URL pattern on a 404 (or a traceback on a 500) to whoever
+    reaches it; the conveniences of the embedded default (its secret key, static files served by
+    the app, assets refreshed when edited) do not depend on DEBUG."""
+    env = {"TOLLGATE_ENV": "development", "TOLLGATE_DATA_DIR": str(tmp_path), "DEBUG": ""}
+    result = _in_process(env, _DEBUG_PAGE_PROBE)
+    assert result.stdout.split() == ["False", "True", "404", "True", "False", "200"], result.stderr
+    assert (tmp_path / "secret_key").exists()
+
+
+def test_a_developer_can_opt_in_to_debug_pages(tmp_path):
+    env = {"TOLLGATE_ENV": "development", "TOLLGATE_DATA_DIR": str(tmp_path), "DEBUG": "true"}
+    result = _in_process(env, _DEBUG_PAGE_PROBE)
+    assert result.stdout.split() == ["True", "True", "404", "False", "True", "200"], result.stderr

@@ -45,7 +45,9 @@ def _development_secret_key() -> str:
 
 
 # --- Core -----------------------------------------------------------------------------------------
-DEBUG = env.bool("DEBUG", TOLLGATE_ENV == "development")
+# Off in every profile: Django's debug pages list every URL pattern and show tracebacks to whoever
+# reaches the server. A developer opts in with DEBUG=true (`DEBUG=true make run`).
+DEBUG = env.bool("DEBUG", False)
 if PRODUCTION:
     SECRET_KEY = env.str("SECRET_KEY", "")
 elif TESTING:
@@ -346,7 +348,7 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
-WHITENOISE_AUTOREFRESH = DEBUG
+WHITENOISE_AUTOREFRESH = TOLLGATE_ENV == "development"  # edited assets show without a restart
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"
