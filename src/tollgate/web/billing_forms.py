@@ -72,9 +72,11 @@ class CheckoutForm(TokenForm):
     TRIAL = "trial"  # a trial without a card
     SAVED = "saved"  # with the card already saved
     FREE = "free"  # a free price: nothing to pay
+    PAY_NOW = "pay_now"  # skip the plan's trial: charge now (the saved card, or save one first)
+    WITHOUT_TRIAL = frozenset({FREE, PAY_NOW})  # the actions that start no trial
 
     action = forms.ChoiceField(
-        choices=[(CARD, CARD), (TRIAL, TRIAL), (SAVED, SAVED), (FREE, FREE)],
+        choices=[(CARD, CARD), (TRIAL, TRIAL), (SAVED, SAVED), (FREE, FREE), (PAY_NOW, PAY_NOW)],
         widget=forms.HiddenInput,
     )
 

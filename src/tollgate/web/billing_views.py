@@ -189,8 +189,8 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
             form.add_error(None, "Choose one of the options below.")
         else:
             customer = services.customer_get_or_create(user=user)
-            trial = bool(price.plan.trial_days) and action != CheckoutForm.FREE
-            if action == CheckoutForm.CARD:
+            trial = bool(price.plan.trial_days) and action not in CheckoutForm.WITHOUT_TRIAL
+            if action == CheckoutForm.CARD or (action == CheckoutForm.PAY_NOW and card is None):
                 request.session[CHECKOUT_SESSION_KEY] = {
                     "price": price.public_id,
                     "token": form.cleaned_data["form_token"],
@@ -228,6 +228,8 @@ def _checkout_actions(price: Price, *, has_card: bool) -> list[str]:
     actions.append(CheckoutForm.CARD)
     if price.plan.trial_days and not has_card:
         actions.append(CheckoutForm.TRIAL)  # services start a trial without a card
+    if price.plan.trial_days:
+        actions.append(CheckoutForm.PAY_NOW)  # no trial: charged now, a receipt at once
     return actions
 
 
