@@ -134,3 +134,18 @@ def test_the_receipt_actions_share_a_centre_line(site, page, subscriber):
         assert abs(download - back) < 1, (size, download, back)
     _look(page, "receipt")
     assert problems.items == []
+
+
+def test_the_plan_change_preview_lists_what_the_plan_includes_at_both_widths(
+    site, page, subscriber
+):
+    page, problems = page
+    page.set_viewport_size(DESKTOP)
+    sign_in(page, site, "styled@example.org", STRONG_PASSWORD)
+    page.goto(f"{site}/billing/change/")
+    page.get_by_role("link", name="Preview Business per month").click()
+    includes = page.get_by_role("list", name="Business includes:")
+    assert includes.get_by_text("API calls per month: 2,000,000").is_visible()
+    assert includes.get_by_text("SSO", exact=True).is_visible()
+    _look(page, "change-plan")
+    assert problems.items == []
