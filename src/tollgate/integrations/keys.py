@@ -228,17 +228,8 @@ def api_key_create(
         "scopes": _scopes_check(scopes, allowed=SCOPES),
         "expires_at": _expiry_check(expires_at),
         "rate_limits": rate_limits_check(rate_limits),
-        "created_by": actor if getattr(actor, "is_authenticated", False) else None,
     }
-    with transaction.atomic(durable=True):
-        issued = _issue(**fields)
-        audit_record(
-            action="api_key.created",
-            actor=actor,
-            target=issued.key,
-            details=_audit_details(issued.key),
-        )
-    return issued
+    return _create(fields, actor=actor)
 
 
 def customer_api_key_create(
@@ -260,10 +251,14 @@ def customer_api_key_create(
         "customer": customer,
         "scopes": _scopes_check(scopes, allowed=CUSTOMER_SCOPES),
         "expires_at": _expiry_check(expires_at),
-        "created_by": actor if getattr(actor, "is_authenticated", False) else None,
     }
+    return _create(fields, actor=actor)
+
+
+def _create(fields: dict[str, Any], *, actor: Any) -> IssuedKey:
+    created_by = actor if getattr(actor, "is_authenticated", False) else None
     with transaction.atomic(durable=True):
-        issued = _issue(**fields)
+        issued = _issue(**fields, created_by=created_by)
         audit_record(
             action="api_key.created",
             actor=actor,
