@@ -125,3 +125,12 @@ def test_admin_sign_in_goes_through_the_account_flow(client):
     response = client.get("/admin/login/?next=/admin/")
     assert response.status_code == 302
     assert response["Location"] == "/accounts/login/?next=%2Fadmin%2F"
+
+
+def test_empty_details_are_not_recorded(user):
+    event = audit_record(
+        action="test.happened",
+        target=user,
+        details={"decline": "", "kind": None, "lines": [], "extra": {}, "amount": 0, "ok": False},
+    )
+    assert event.details == {"amount": 0, "ok": False}

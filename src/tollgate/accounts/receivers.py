@@ -73,12 +73,16 @@ def _email_changed(
     to_email_address: Any,
     **kwargs: Any,
 ) -> None:
+    if from_email_address is None:
+        # allauth also says "changed" when a new account verifies its first address; that is a
+        # verification, recorded as account.email_verified.
+        return
     audit_record(
         action="account.email_changed",
         actor=user,
         target=user,
         details={
-            "from": mask_email(from_email_address.email) if from_email_address else "",
+            "from": mask_email(from_email_address.email),
             "to": mask_email(to_email_address.email),
         },
     )

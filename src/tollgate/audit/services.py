@@ -13,6 +13,16 @@ def _target_id(target: models.Model) -> str:
     return str(getattr(target, "public_id", None) or target.pk)
 
 
+def audit_details_present(details: dict[str, Any]) -> dict[str, Any]:
+    """``details`` without its empty values (``""``, ``None``, empty lists and maps): a payment
+    that succeeded has no decline code to record. Zero and false are facts and stay."""
+    return {
+        name: value
+        for name, value in details.items()
+        if value is not None and not (isinstance(value, str | list | tuple | dict) and not value)
+    }
+
+
 def audit_record(
     *,
     action: str,
@@ -23,7 +33,7 @@ def audit_record(
     """Append one audit event, stamped with the current request's IP, user agent and request id.
 
     Call it inside the transaction of the change it records, so both commit or neither does. Details are
-    scrubbed of secrets before they are stored.
+    scrubbed of secrets before they are stored; empty ones are left out.
     """
     event = audit_event_build(action=action, actor=actor, target=target, details=details)
     event.save()
@@ -52,5 +62,5 @@ def audit_event_build(
         ip=request.ip or None,
         user_agent=request.user_agent[:512],
         request_id=request.request_id,
-        details=scrub(details or {}),
+        details=scrub(audit_details_present(details or {})),
     )

@@ -25,6 +25,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from tollgate.audit.models import AuditEvent
+from tollgate.audit.services import audit_details_present
 from tollgate.billing import periods
 from tollgate.billing.models import (
     Customer,
@@ -147,6 +148,9 @@ def customer_overview(*, customer: Customer, audit_limit: int = AUDIT_LIMIT) -> 
     by_invoice: dict[int, list[PaymentAttempt]] = defaultdict(list)
     for payment in payments:
         by_invoice[payment.invoice_id].append(payment)
+    audit_events = list(audit_events_about(customer=customer).select_related("actor")[:audit_limit])
+    for event in audit_events:  # events stored before empty values were left out, shown without
+        event.details = audit_details_present(event.details)
     return CustomerOverview(
         customer=customer,
         subscriptions=subscriptions,
@@ -154,9 +158,7 @@ def customer_overview(*, customer: Customer, audit_limit: int = AUDIT_LIMIT) -> 
         payments=payments,
         refunds=refunds,
         payment_methods=methods,
-        audit_events=list(
-            audit_events_about(customer=customer).select_related("actor")[:audit_limit]
-        ),
+        audit_events=audit_events,
     )
 
 
