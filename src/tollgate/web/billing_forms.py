@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.http import QueryDict
 
 from tollgate.billing.models import Subscription
 from tollgate.core.errors import FormTokenInvalid
@@ -39,15 +40,16 @@ class TokenForm(forms.Form):
         if not self.is_bound:
             return
         for name, field in self.fields.items():
-            if field.widget.is_hidden and name in self._errors:
+            if field.widget.is_hidden and name in self.errors:
                 self.token_refused |= name == "form_token"
-                for error in self._errors.pop(name).as_data():
+                for error in self.errors.pop(name).as_data():
                     self.add_error(None, error)
         if self.token_refused:
-            self.data = self.data.copy()
-            self.data[self.add_prefix("form_token")] = form_token_issue(
+            data = self.data.copy() if isinstance(self.data, QueryDict) else dict(self.data)
+            data[self.add_prefix("form_token")] = form_token_issue(
                 purpose=self.purpose, owner=self.owner
             )
+            self.data = data
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
