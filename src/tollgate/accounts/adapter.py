@@ -29,6 +29,12 @@ def _local_path(request: HttpRequest, url: str | None) -> str | None:
     return url
 
 
+def user_display(user: Any) -> str:
+    """How allauth names an account to its owner ("Successfully signed in as ..."): its email
+    address, never the internal id. Pages and emails someone else may see mask it instead."""
+    return str(user.email)
+
+
 class AccountAdapter(DefaultAccountAdapter):
     def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
         saved = super().save_user(request, user, form, commit)
