@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 from email.generator import BytesGenerator
@@ -15,8 +14,7 @@ from django.core.mail.message import EmailMessage
 
 from tollgate.core import clock
 from tollgate.core.ids import new_public_id
-
-_LINK = re.compile(r"https?://[^\s<>\"']+")
+from tollgate.notifications.services import links_in_text
 
 
 class EmlFileBackend(BaseEmailBackend):
@@ -40,7 +38,7 @@ class EmlFileBackend(BaseEmailBackend):
                 BytesGenerator(handle).flatten(message.message())
             sent += 1
             if settings.MAIL_ECHO_LINKS:
-                links = _LINK.findall(str(message.body))
+                links = links_in_text(str(message.body))
                 sys.stderr.write(f"[mail] {message.subject} -> {path}\n")
                 for link in links:
                     sys.stderr.write(f"[mail]   {link}\n")

@@ -19,7 +19,14 @@ from tollgate.core.redaction import mask_email
 
 log = structlog.get_logger(__name__)
 
-_URL = re.compile(r"(https?://[^\s<>\"']+)")
+# A link in plain text ends before white space and before the punctuation of the sentence around
+# it ("go to https://example.org/a." links to https://example.org/a).
+_LINK = re.compile(r"https?://[^\s<>\"']*[^\s<>\"'.,;:!?)\]}]")
+
+
+def links_in_text(text: str) -> list[str]:
+    """The http(s) links of a plain-text email, in order."""
+    return _LINK.findall(text)
 
 
 def _brand_context() -> dict[str, Any]:
@@ -41,8 +48,12 @@ def _route_path(name: str, script_prefix: str) -> str:
 
 def html_from_text(*, subject: str, text: str) -> str:
     """The branded HTML twin of a plain-text email whose template has no HTML version."""
-    body = linebreaks(escape(text))
-    body = _URL.sub(r'<a href="\1">\1</a>', body)
+    pieces, start = [], 0
+    for link in _LINK.finditer(text):
+        url = escape(link.group())
+        pieces += [escape(text[start : link.start()]), f'<a href="{url}">{url}</a>']
+        start = link.end()
+    body = linebreaks("".join([*pieces, escape(text[start:])]))
     return render_to_string(
         "emails/layout.html", {**_brand_context(), "subject": subject, "body": body}
     )
