@@ -22,14 +22,16 @@ class RedisCacheClient(DjangoRedisCacheClient):
         self._clients_lock = threading.Lock()
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)
+        # Django's own (untyped) helpers: which pool serves this call, and the client class.
+        django_client: Any = self
+        index = django_client._get_connection_pool_index(write)
         client = self._clients.get(index)
         if client is None:
             with self._clients_lock:
                 client = self._clients.get(index)
                 if client is None:
-                    pool = self._get_connection_pool(write)
-                    client = self._clients[index] = self._client(connection_pool=pool)
+                    pool = django_client._get_connection_pool(write)
+                    client = self._clients[index] = django_client._client(connection_pool=pool)
         return client
 
 
