@@ -8,10 +8,12 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 MANAGE := $(PY) -m tollgate
 STAFF_EMAIL ?= admin@example.com
 
-.PHONY: run test lint typecheck checks pytest bench install install-dev browser-deps lock clean help
+.PHONY: run staff-password test lint typecheck checks pytest bench install install-dev browser-deps lock clean help
 
 help:
 	@echo "make run    install, migrate, load demo plans, start web + worker on http://127.0.0.1:8000"
+	@echo "            (PORT=8080 make run: another port; DEBUG=true make run: Django's debug pages)"
+	@echo "make staff-password  set and show a new password for the staff user ($(STAFF_EMAIL))"
 	@echo "make test   install dev tools, lint, type-check, deployment checks and the test suite"
 	@echo "make bench  run the benchmarks and write docs/benchmarks.md"
 
@@ -37,6 +39,10 @@ run: install
 	TOLLGATE_ENV=development $(MANAGE) catalog_load demo
 	TOLLGATE_ENV=development $(MANAGE) staff_bootstrap --email $(STAFF_EMAIL)
 	TOLLGATE_ENV=development $(MANAGE) serve
+
+staff-password: install
+	TOLLGATE_ENV=development $(MANAGE) migrate --no-input -v 0
+	TOLLGATE_ENV=development $(MANAGE) staff_bootstrap --email $(STAFF_EMAIL) --reset-password
 
 # Production-like settings for the deployment checks (values are throwaway, generated per run).
 PROD_ENV = TOLLGATE_ENV=production DEBUG=false ALLOWED_HOSTS=tollgate.example.com \

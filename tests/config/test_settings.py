@@ -252,3 +252,31 @@ def test_a_developer_can_opt_in_to_debug_pages(tmp_path):
     env = {"TOLLGATE_ENV": "development", "TOLLGATE_DATA_DIR": str(tmp_path), "DEBUG": "true"}
     result = _in_process(env, _DEBUG_PAGE_PROBE)
     assert result.stdout.split() == ["True", "True", "404", "False", "True", "200"], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "site_url"),
+    [
+        ({}, "http://127.0.0.1:8000"),
+        ({"PORT": "8123"}, "http://127.0.0.1:8123"),
+        (
+            {"PORT": "8123", "TOLLGATE_SITE_URL": "https://billing.example.com/"},
+            "https://billing.example.com",
+        ),
+    ],
+)
+def test_the_site_url_follows_the_port_unless_it_is_set(tmp_path, env, site_url):
+    base = {"TOLLGATE_ENV": "development", "TOLLGATE_DATA_DIR": str(tmp_path), "PORT": ""}
+    result = _in_process(
+        {**base, **env}, "from django.conf import settings; print(settings.SITE_URL)"
+    )
+    assert result.stdout.strip() == site_url, result.stderr
+
+
+def test_serve_listens_on_the_port_from_the_environment(settings):
+    from tollgate.ops.management.commands.serve import Command
+
+    settings.PORT = 8123
+    parser = Command().create_parser("tollgate", "serve")
+    assert parser.parse_args([]).port == 8123
+    assert parser.parse_args(["--port", "9000"]).port == 9000

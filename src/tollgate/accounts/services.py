@@ -11,7 +11,7 @@ from django.urls import reverse
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
 from tollgate.core import clock
-from tollgate.core.errors import BadRequest
+from tollgate.core.errors import BadRequest, PermissionDenied
 from tollgate.notifications.services import absolute_url, email_send_template
 
 _UNSUBSCRIBE_SALT = "tollgate.accounts.marketing-unsubscribe"
@@ -68,11 +68,39 @@ def staff_user_bootstrap(*, email: str) -> tuple[User, str | None]:
         existing = User.objects.filter(email__iexact=email).first()
         if existing is not None:
             return existing, None
-        password = secrets.token_urlsafe(18)
-        user = User.objects.create_superuser(email=email, password=password)
-        EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-        audit_record(action="account.staff_bootstrapped", target=user)
+        return _staff_user_create(email=email)
+
+
+def staff_password_reset(*, email: str) -> tuple[User, str]:
+    """Give the staff user ``email`` a new generated password and return it (shown once, stored
+    nowhere but as a hash); audited. Its sessions end (they were signed for the old password). A
+    staff user that does not exist yet is created as by :func:`staff_user_bootstrap`; an account
+    that is not staff is refused (its owner resets their password by email)."""
+    with transaction.atomic(durable=True):
+        user = User.objects.select_for_update().filter(email__iexact=email).first()
+        if user is None:
+            return _staff_user_create(email=email)
+        if not user.is_staff:
+            raise PermissionDenied(
+                f"{email} is not a staff user; its owner resets the password from the sign-in page."
+            )
+        password = _staff_password_new()
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        audit_record(action="account.staff_password_reset", target=user)
         return user, password
+
+
+def _staff_user_create(*, email: str) -> tuple[User, str]:
+    password = _staff_password_new()
+    user = User.objects.create_superuser(email=email, password=password)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    audit_record(action="account.staff_bootstrapped", target=user)
+    return user, password
+
+
+def _staff_password_new() -> str:
+    return secrets.token_urlsafe(18)
 
 
 def marketing_unsubscribe_token(*, user: User) -> str:

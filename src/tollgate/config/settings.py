@@ -58,7 +58,12 @@ SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", [])
 ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
 )
-SITE_URL = env.str("TOLLGATE_SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# The port `serve` (`make run`) listens on; the site's address, in links and emails, follows it
+# unless TOLLGATE_SITE_URL says otherwise (a proxy in front, another host name).
+PORT = env.int("PORT", 8000, minimum=1)
+if PORT > 65535:
+    env.problems.append("PORT must be a TCP port, 1 to 65535.")
+SITE_URL = env.str("TOLLGATE_SITE_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
