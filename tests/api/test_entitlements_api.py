@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.db import transaction
 
@@ -169,3 +171,16 @@ def test_the_entitlements_show_plan_features_limits_use_and_offers(
         ("limit", "api_calls_per_month"),
     ]
     assert view["current_period_end"].endswith("Z")
+
+
+def test_a_catalog_change_reaches_the_next_check(api, make_api_customer, subscribe, committed):
+    from tests.api.conftest import API_CATALOG
+    from tollgate.catalog.services import catalog_load
+
+    subscribe(make_api_customer("u1"), "pro")
+    assert check(api, "u1", "sso")["allowed"] is False  # cached now
+    document = json.loads(json.dumps(API_CATALOG))
+    document["products"][0]["plans"][1]["features"]["sso"] = True
+    with committed():
+        catalog_load(document=document)
+    assert check(api, "u1", "sso")["allowed"] is True

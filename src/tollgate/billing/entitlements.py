@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.core.cache import cache
@@ -22,7 +22,7 @@ from tollgate.billing.models import Customer, Subscription
 from tollgate.billing.periods import interval_months
 from tollgate.billing.states import SubscriptionStatus
 from tollgate.catalog.models import Plan, Price
-from tollgate.catalog.selectors import plans_for_sale
+from tollgate.catalog.selectors import CATALOG_VERSION_KEY, plans_for_sale
 from tollgate.core import outbox
 from tollgate.core.events import event_publish
 
@@ -52,6 +52,8 @@ class Entitlements:
     # Where the subscription's months start (its billing anchor): usage that resets each month
     # is counted in months from here.
     usage_anchor: dt.datetime | None = None
+    # The catalog version these were computed under: a catalog change makes them stale.
+    catalog_version: str = ""
 
     def has(self, feature: str) -> bool:
         return bool(self.features.get(feature, False))
@@ -78,10 +80,10 @@ class UpgradeOffer:
     limit: int | None = None
 
 
-def entitlements_cache_key(user_id: int) -> str:
-    """Where an account's entitlements are cached (for a caller that reads several keys at once:
-    a miss there is filled by :func:`entitlements_for_customer`)."""
-    return _cache_key(user_id)
+def entitlements_cache_keys(user_id: int) -> list[str]:
+    """What :func:`entitlements_for_customer` reads from the cache, for a caller that reads
+    several keys at once and passes what it found."""
+    return [_cache_key(user_id), CATALOG_VERSION_KEY]
 
 
 def _cache_key(user_id: int) -> str:
@@ -93,19 +95,31 @@ def entitlements_for(*, user: User) -> Entitlements:
     return _cached(user.pk, lambda: Subscription.objects.filter(customer__user=user))
 
 
-def entitlements_for_customer(*, customer_pk: int, user_pk: int) -> Entitlements:
+def entitlements_for_customer(
+    *, customer_pk: int, user_pk: int, found: Mapping[str, Any] | None = None
+) -> Entitlements:
     """The same for a customer known by its primary key and its owner's (cached under the owner,
-    so the same invalidation covers both)."""
-    return _cached(user_pk, lambda: Subscription.objects.filter(customer_id=customer_pk))
+    so the same invalidation covers both). ``found``: what the caller read already of
+    :func:`entitlements_cache_keys`."""
+    return _cached(
+        user_pk, lambda: Subscription.objects.filter(customer_id=customer_pk), found=found
+    )
 
 
-def _cached(user_pk: int, subscriptions: Callable[[], QuerySet[Subscription]]) -> Entitlements:
-    key = _cache_key(user_pk)
-    cached = cache.get(key)
-    if isinstance(cached, Entitlements):
+def _cached(
+    user_pk: int,
+    subscriptions: Callable[[], QuerySet[Subscription]],
+    *,
+    found: Mapping[str, Any] | None = None,
+) -> Entitlements:
+    keys = entitlements_cache_keys(user_pk)
+    if found is None:
+        found = cache.get_many(keys)
+    cached, version = found.get(keys[0]), found.get(CATALOG_VERSION_KEY) or ""
+    if isinstance(cached, Entitlements) and cached.catalog_version == version:
         return cached
-    entitlements = _compute(subscriptions())
-    cache.set(key, entitlements, CACHE_SECONDS)
+    entitlements = replace(_compute(subscriptions()), catalog_version=version)
+    cache.set(keys[0], entitlements, CACHE_SECONDS)
     return entitlements
 
 

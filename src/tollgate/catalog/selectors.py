@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,9 @@ from tollgate.catalog.models import Feature, Metric, Plan, Price
 METRICS_CACHE_KEY = "catalog:metrics"
 CACHE_SECONDS = 300
 NAMES_CACHE_KEY = "catalog:names"
+# Changes whenever the catalog does: what others cache from plans (an account's entitlements)
+# carries the version it was computed under and is recomputed when it differs.
+CATALOG_VERSION_KEY = "catalog:version"
 
 
 def plans_for_sale() -> QuerySet[Plan]:
@@ -99,5 +103,7 @@ def catalog_names() -> CatalogNames:
 
 
 def catalog_cached_forget(payload: dict[str, Any]) -> None:
-    """Outbox handler: drop what is cached from the catalog (idempotent)."""
+    """Outbox handler: drop what is cached from the catalog, and move its version on (idempotent
+    in effect: a second run only moves the version again)."""
     cache.delete_many([METRICS_CACHE_KEY, NAMES_CACHE_KEY])
+    cache.set(CATALOG_VERSION_KEY, secrets.token_hex(8), None)

@@ -18,7 +18,7 @@ from tollgate.billing.entitlements import (
     UNLIMITED,
     Entitlements,
     UpgradeOffer,
-    entitlements_cache_key,
+    entitlements_cache_keys,
     entitlements_for_customer,
     upgrade_offer_for,
     upgrade_offers_for,
@@ -82,12 +82,11 @@ def _current(customer: CustomerRef) -> Entitlements:
 
 def _current_and_usage(customer: CustomerRef) -> tuple[Entitlements, Usage]:
     """The entitlements and the month's usage, read from the cache in one round trip."""
-    entitlements_key = entitlements_cache_key(customer.user_pk)
     usage_key = usage_cache_key(customer.pk)
-    found = cache.get_many([entitlements_key, usage_key])
-    current = found.get(entitlements_key)
-    if not isinstance(current, Entitlements):
-        current = _current(customer)
+    found = cache.get_many([*entitlements_cache_keys(customer.user_pk), usage_key])
+    current = entitlements_for_customer(
+        customer_pk=customer.pk, user_pk=customer.user_pk, found=found
+    )
     usage = usage_current(customer=customer, entitlements=current, cached=found.get(usage_key))
     return current, usage
 
