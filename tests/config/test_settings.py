@@ -280,3 +280,13 @@ def test_serve_listens_on_the_port_from_the_environment(settings):
     parser = Command().create_parser("tollgate", "serve")
     assert parser.parse_args([]).port == 8123
     assert parser.parse_args(["--port", "9000"]).port == 9000
+
+
+def test_the_default_web_threads_are_what_granian_runs_without_warning(tmp_path):
+    """granian warns when a WSGI worker may run more threads than 2 x CPU cores + 1."""
+    env = {"TOLLGATE_ENV": "development", "TOLLGATE_DATA_DIR": str(tmp_path)}
+    code = (
+        "import os; from django.conf import settings; print(settings.WEB_THREADS, os.cpu_count())"
+    )
+    threads, cpus = map(int, _in_process(env, code).stdout.split())
+    assert 1 <= threads <= min(8, 2 * cpus + 1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -210,7 +211,10 @@ RATE_LIMIT_OVERRIDES, _problems = parse_rate_overrides(env.str("TOLLGATE_RATE_LI
 env.problems.extend(_problems)
 TRUSTED_PROXIES = env.int("TOLLGATE_TRUSTED_PROXIES", 0, minimum=0)
 WEB_WORKERS = env.int("TOLLGATE_WEB_WORKERS", 1, minimum=1)
-WEB_THREADS = env.int("TOLLGATE_WEB_THREADS", 8, minimum=1)
+# Threads per web process: at most 8, and no more than granian runs without warning that they
+# "seem quite high" (2 x CPU cores + 1): 5 on a 2-core machine. A request's thread mostly waits on
+# the database, so an operator may raise it (`serve` says why granian then warns).
+WEB_THREADS = env.int("TOLLGATE_WEB_THREADS", min(8, 2 * (os.cpu_count() or 1) + 1), minimum=1)
 
 HUEY = {
     "name": "tollgate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -38,6 +39,19 @@ def web_command(*, host: str, port: int, workers: int) -> list[str]:
     ]
 
 
+def threads_notice(*, threads: int, cpus: int) -> str | None:
+    """One line explaining granian's warning about "quite high" threads before granian prints it:
+    granian warns when a WSGI worker may run more than 2 x CPU cores + 1 threads."""
+    suggested = 2 * cpus + 1
+    if threads <= suggested:
+        return None
+    return (
+        f"TOLLGATE_WEB_THREADS={threads} is more than granian suggests for {cpus} CPU cores"
+        f" ({suggested}), so it warns below; threads mostly wait on the database, so that is fine"
+        " unless the CPU is busy (then lower it)."
+    )
+
+
 def worker_command() -> list[str]:
     return [sys.executable, "-m", "tollgate", "run_huey", "--quiet"]
 
@@ -59,6 +73,10 @@ class Command(BaseCommand):
         }
         if not options["no_worker"]:
             commands["worker"] = worker_command()
+        notice = threads_notice(threads=settings.WEB_THREADS, cpus=os.cpu_count() or 1)
+        if notice is not None:
+            self.stdout.write(notice)
+            self.stdout.flush()  # before granian's own warning, which the child prints
         children = {name: subprocess.Popen(argv) for name, argv in commands.items()}  # noqa: S603
         self.stdout.write(
             f"Tollgate is running at http://{options['host']}:{options['port']}/ "
