@@ -65,17 +65,29 @@ def new_nonce() -> str:
 
 def content_security_policy(*, nonce: str, extra: Mapping[str, Sequence[str]], path: str) -> str:
     """The policy for one response: the fixed policy, the operator's extra sources, and (for admin
-    pages only) the hashes of the admin's own inline styles."""
-    directives: dict[str, list[str]] = {
-        name: [source.format(nonce=f"'nonce-{nonce}'") for source in sources]
-        for name, sources in _BASE_POLICY
-    }
+    pages only) the hashes of the admin's own inline styles. Built once per set of sources; each
+    response only puts its own nonce in."""
+    admin = path.startswith(ADMIN_PATH_PREFIX)
+    key = (id(extra), admin)
+    cached = _policies.get(key)
+    if cached is None or cached[0] is not extra:
+        cached = _policies[key] = (extra, _policy_template(extra, admin=admin))
+    return cached[1].replace(_NONCE_MARK, f"'nonce-{nonce}'")
+
+
+# The built policies, by (identity of the extra sources, admin page): a handful per process.
+_policies: dict[tuple[int, bool], tuple[Mapping[str, Sequence[str]], str]] = {}
+_NONCE_MARK = "{nonce}"
+
+
+def _policy_template(extra: Mapping[str, Sequence[str]], *, admin: bool) -> str:
+    directives: dict[str, list[str]] = {name: list(sources) for name, sources in _BASE_POLICY}
     for name, sources in extra.items():
         current = directives.setdefault(name, ["'self'"])
         for source in sources:
             if source not in current:
                 current.append(source)
-    if path.startswith(ADMIN_PATH_PREFIX):
+    if admin:
         # Django 5.2's admin has no inline scripts, but the change list inlines one <style> block
         # (a column width, rendered when a ModelAdmin hides its actions). Allowing that exact text
         # by hash, on admin pages only, keeps the admin intact without opening 'unsafe-inline'.
