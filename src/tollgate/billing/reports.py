@@ -1,4 +1,5 @@
-"""Staff reads: finding a customer, everything about one customer, and the revenue overview.
+"""Staff reads: finding a customer, the audit events about one, reconciliation, the inbox and the
+revenue overview (the customer's page itself reads ``billing.customer_summary``).
 
 Every figure here is read from the billing tables as they are now; nothing is cached or stored.
 Amounts are integers in minor units, one figure per currency (currencies are never added up).
@@ -25,7 +26,6 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from tollgate.audit.models import AuditEvent
-from tollgate.audit.services import audit_details_present
 from tollgate.billing import periods
 from tollgate.billing.models import (
     Customer,
@@ -44,7 +44,6 @@ from tollgate.core.money import Money
 
 REPORT_WINDOW = dt.timedelta(days=30)
 LOOKUP_LIMIT = 50
-AUDIT_LIMIT = 200
 # Subscriptions that are paid for now: they count towards MRR.
 PAYING = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 # Subscriptions that have not ended and are not waiting for a first payment.
@@ -62,104 +61,46 @@ _BY_PREFIX = {
 }
 
 
-def customer_lookup(*, query: str, limit: int = LOOKUP_LIMIT) -> list[Customer]:
-    """The customers a staff search names: a public id (``cus_``, ``usr_`` of the account,
-    ``sub_``, ``inv_``, ``pay_``, ``ref_``; any case) or an invoice number finds the one customer it
-    belongs to; an email address finds the customer with that billing or account email (any case);
-    a part of an email (three characters or more) finds up to ``limit`` customers, newest first."""
+def customers_matching(*, query: str) -> QuerySet[Customer]:
+    """The customers a staff search names, unordered (the caller sorts and pages).
+
+    A public id (``cus_``, ``usr_`` of the account, ``sub_``, ``inv_``, ``pay_``, ``ref_``; any
+    case) finds the one customer it belongs to. Anything else is matched, in one query, against an
+    invoice number, the gateway's customer id and the operator's external id (exactly), the last
+    four digits of a card (four digits), and, from three characters on, the start of the billing
+    or account email (any case) and any part of the name.
+    """
     text = query.strip()
+    customers = Customer.objects.select_related("user")
     if not text:
-        return []
-    customers = Customer.objects.select_related("user").order_by("-created_at", "-pk")
+        return customers.none()
     prefix, _, body = text.partition("_")
     if body and prefix.lower() in _BY_PREFIX:
         public_id = f"{prefix.lower()}_{body.upper()}"
-        return list(customers.filter(**{_BY_PREFIX[prefix.lower()]: public_id})[:1])
-    if "@" in text:
-        exact = list(customers.filter(Q(email__iexact=text) | Q(user__email__iexact=text))[:limit])
-        if exact:
-            return exact
-    by_number = list(customers.filter(invoices__number=text.upper())[:1])
-    if by_number:
-        return by_number
-    if len(text) < 3:
-        return []
-    return list(
-        customers.filter(Q(email__icontains=text) | Q(user__email__icontains=text)).distinct()[
-            :limit
-        ]
+        found = customers.filter(**{_BY_PREFIX[prefix.lower()]: public_id}).values("pk")[:1]
+        return customers.filter(pk__in=found)
+    wanted = (
+        Q(pk__in=Invoice.objects.filter(number=text.upper()).values("customer_id"))
+        | Q(gateway_reference=text)
+        | Q(external_id=text)
     )
+    if len(text) == 4 and text.isdigit():
+        wanted |= Q(pk__in=PaymentMethod.objects.filter(last4=text).values("customer_id"))
+    if len(text) >= 3:
+        wanted |= (
+            Q(email__istartswith=text) | Q(user__email__istartswith=text) | Q(name__icontains=text)
+        )
+    return customers.filter(wanted)
+
+
+def customer_lookup(*, query: str, limit: int = LOOKUP_LIMIT) -> list[Customer]:
+    """Up to ``limit`` customers ``customers_matching`` the query, newest first."""
+    return list(customers_matching(query=query).order_by("-created_at", "-pk")[:limit])
 
 
 # --- One customer --------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class InvoiceRow:
-    invoice: Invoice
-    payments: list[PaymentAttempt]
-
-    @property
-    def refunded(self) -> int:
-        return sum(payment.amount_refunded for payment in self.payments)
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerOverview:
-    customer: Customer
-    subscriptions: list[Subscription]
-    invoices: list[InvoiceRow]
-    payments: list[PaymentAttempt]
-    refunds: list[Refund]
-    payment_methods: list[PaymentMethod]
-    audit_events: list[AuditEvent]
-
-
 def customer_get(*, public_id: str) -> Customer | None:
     return Customer.objects.select_related("user").filter(public_id=public_id).first()
-
-
-def customer_overview(*, customer: Customer, audit_limit: int = AUDIT_LIMIT) -> CustomerOverview:
-    """Everything staff see on a customer's page, newest first, in six queries however many
-    invoices, payments and refunds there are (one per kind of record, one for the audit trail: the
-    latest ``audit_limit`` events about the customer, its account and any of its billing records).
-    """
-    subscriptions = list(
-        Subscription.objects.filter(customer=customer)
-        .select_related("price__plan", "scheduled_price__plan")
-        .order_by("-created_at", "-pk")
-    )
-    invoices = list(
-        Invoice.objects.filter(customer=customer)
-        .select_related("subscription")
-        .order_by("-created_at", "-pk")
-    )
-    payments = list(
-        PaymentAttempt.objects.filter(invoice__customer=customer)
-        .select_related("invoice", "payment_method")
-        .order_by("-created_at", "-pk")
-    )
-    refunds = list(
-        Refund.objects.filter(payment__invoice__customer=customer)
-        .select_related("payment__invoice", "actor")
-        .order_by("-created_at", "-pk")
-    )
-    methods = list(
-        PaymentMethod.objects.filter(customer=customer).order_by("-is_default", "-created_at")
-    )
-    by_invoice: dict[int, list[PaymentAttempt]] = defaultdict(list)
-    for payment in payments:
-        by_invoice[payment.invoice_id].append(payment)
-    audit_events = list(audit_events_about(customer=customer).select_related("actor")[:audit_limit])
-    for event in audit_events:  # events stored before empty values were left out, shown without
-        event.details = audit_details_present(event.details)
-    return CustomerOverview(
-        customer=customer,
-        subscriptions=subscriptions,
-        invoices=[InvoiceRow(invoice, by_invoice[invoice.pk]) for invoice in invoices],
-        payments=payments,
-        refunds=refunds,
-        payment_methods=methods,
-        audit_events=audit_events,
-    )
 
 
 def audit_events_about(*, customer: Customer) -> QuerySet[AuditEvent]:

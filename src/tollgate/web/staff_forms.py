@@ -18,12 +18,42 @@ from tollgate.core.money import Money, currency_exponent, money_from_major_units
 
 class LookupForm(forms.Form):
     q = forms.CharField(
-        label="Email, id or invoice number",
+        label="Email, name, id, invoice number or card",
         max_length=254,
-        help_text="An email (or part of one), a cus_, usr_, sub_, inv_, pay_ or ref_ id, or an "
-        "invoice number.",
+        help_text="The start of an email, part of a name, a cus_, usr_, sub_, inv_, pay_ or ref_ "
+        "id, an invoice number, a card's last 4 digits, the gateway's customer id or your "
+        "external id.",
         widget=forms.TextInput(attrs={"autofocus": True, "type": "search"}),
     )
+
+
+class AuditFilterForm(forms.Form):
+    """Narrows a customer's audit trail; every field is optional and a bad value is ignored."""
+
+    action = forms.ChoiceField(label="Action", required=False)
+    actor = forms.CharField(
+        label="By",
+        required=False,
+        max_length=254,
+        help_text="Start of an email, or system.",
+    )
+    since = forms.DateField(
+        label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+    until = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(self, *args: Any, actions: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        choices = [("", "Any action"), *((action, action) for action in actions)]
+        self.fields["action"].choices = choices  # type: ignore[attr-defined]
+
+    def filters(self) -> dict[str, Any]:
+        """The valid filters, by the selector's argument names (invalid ones are dropped)."""
+        self.is_valid()
+        cleaned = getattr(self, "cleaned_data", {})
+        return {name: cleaned[name] for name in self.fields if cleaned.get(name)}
 
 
 class TokenForm(forms.Form):

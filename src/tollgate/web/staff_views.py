@@ -24,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from tollgate.accounts.models import User
+from tollgate.billing import customer_summary as summary
 from tollgate.billing import inbox, reports, services
 from tollgate.billing.disputes import dispute_acknowledge as dispute_seen
 from tollgate.billing.models import (
@@ -39,7 +40,15 @@ from tollgate.core.errors import IdempotencyKeyInProgress, TollgateError
 from tollgate.core.idempotency import form_token_issue, form_token_redeem
 from tollgate.core.money import Money
 from tollgate.web import errors
-from tollgate.web.staff_forms import CancelForm, ExtendForm, LookupForm, RefundForm, TokenForm
+from tollgate.web.staff_forms import (
+    AuditFilterForm,
+    CancelForm,
+    ExtendForm,
+    LookupForm,
+    RefundForm,
+    TokenForm,
+)
+from tollgate.web.staff_tables import table_page
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 FormT = TypeVar("FormT", bound=forms.Form)
@@ -67,15 +76,35 @@ def _not_found(request: HttpRequest) -> HttpResponse:
 
 
 # --- Lookup and the customer page ------------------------------------------------------------------------
+LOOKUP_SORTS = {"created": "created_at", "email": "email", "name": "name"}
+AUDIT_SORTS = {"time": "created_at", "action": "action"}
+SUBSCRIPTION_SORTS = {"created": "created_at", "status": "status", "period": "current_period_end"}
+INVOICE_SORTS = {
+    "created": "created_at",
+    "number": "number",
+    "status": "status",
+    "total": "total",
+    "period": "period_start",
+}
+PAYMENT_SORTS = {"created": "created_at", "status": "status", "amount": "amount"}
+REFUND_SORTS = {"created": "created_at", "status": "status", "amount": "amount"}
+AUDIT_PER_PAGE = 50
+
+
 @require_safe
 @staff_required
 def index(request: HttpRequest) -> HttpResponse:
     form = LookupForm(request.GET or None)
     results = None
     if form.is_valid():
-        results = reports.customer_lookup(query=form.cleaned_data["q"])
-        if len(results) == 1:
-            return redirect("staff:customer", customer_id=results[0].public_id)
+        results = table_page(
+            reports.customers_matching(query=form.cleaned_data["q"]),
+            params=request.GET,
+            sorts=LOOKUP_SORTS,
+            default="created",
+        )
+        if results.page.paginator.count == 1 and results.page.number == 1:
+            return redirect("staff:customer", customer_id=results.rows[0].public_id)
     return render(request, "staff/index.html", {"form": form, "results": results})
 
 
@@ -85,8 +114,57 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
     found = reports.customer_get(public_id=customer_id)
     if found is None:
         return _not_found(request)
-    overview = reports.customer_overview(customer=found)
-    return render(request, "staff/customer.html", {"overview": overview, "customer": found})
+    params = request.GET
+    audit_filter = AuditFilterForm(
+        params or None, actions=summary.customer_audit_actions(customer=found)
+    )
+    audit = table_page(
+        summary.customer_audit_trail(customer=found, **audit_filter.filters()),
+        params=params,
+        sorts=AUDIT_SORTS,
+        default="time",
+        per_page=AUDIT_PER_PAGE,
+    )
+    invoices = table_page(
+        summary.customer_invoices(customer=found),
+        params=params,
+        sorts=INVOICE_SORTS,
+        default="created",
+        prefix="invoices",
+    )
+    context = {
+        "customer": found,
+        "summary": summary.customer_summary(customer=found),
+        "payment_methods": summary.customer_payment_methods(customer=found),
+        "subscriptions": table_page(
+            summary.customer_subscriptions(customer=found),
+            params=params,
+            sorts=SUBSCRIPTION_SORTS,
+            default="created",
+            prefix="subscriptions",
+            per_page=10,
+        ),
+        "invoices": invoices,
+        "invoice_rows": summary.invoice_rows(invoices=invoices.rows),
+        "payments": table_page(
+            summary.customer_payments(customer=found),
+            params=params,
+            sorts=PAYMENT_SORTS,
+            default="created",
+            prefix="payments",
+        ),
+        "refunds": table_page(
+            summary.customer_refunds(customer=found),
+            params=params,
+            sorts=REFUND_SORTS,
+            default="created",
+            prefix="refunds",
+        ),
+        "audit": audit,
+        "audit_events": summary.audit_rows(audit.rows),
+        "audit_filter": audit_filter,
+    }
+    return render(request, "staff/customer.html", context)
 
 
 # --- Actions -------------------------------------------------------------------------------------------
