@@ -137,6 +137,27 @@ class MonthFigures:
     def label(self) -> str:
         return f"{self.month:%b %Y}"
 
+    @property
+    def shown(self) -> dict[str, str]:
+        """Every amount and rate as the page shows it (``$96.00``, ``25.0%``, ``n/a``)."""
+        amounts = {name: self.money(getattr(self, name)).format() for name in _AMOUNTS}
+        rates = {name: percent_text(getattr(self, name)) for name in _RATES}
+        return amounts | rates
+
+
+_AMOUNTS = (
+    "mrr",
+    "start_mrr",
+    "new",
+    "expansion",
+    "contraction",
+    "churned",
+    "net_new",
+    "lost",
+    "retained",
+)
+_RATES = ("customer_churn", "revenue_churn", "net_retention")
+
 
 @dataclass(frozen=True, slots=True)
 class ReasonCount:

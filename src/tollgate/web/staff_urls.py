@@ -1,6 +1,7 @@
 from django.urls import path
 
 from tollgate.web import staff_api_key_views
+from tollgate.web import staff_revenue_views as revenue_views
 from tollgate.web import staff_views as views
 from tollgate.web import staff_webhook_views as webhook_views
 
@@ -31,7 +32,8 @@ urlpatterns = [
         views.dispute_acknowledge,
         name="dispute_acknowledge",
     ),
-    path("revenue/", views.revenue, name="revenue"),
+    path("revenue/", revenue_views.revenue_page, name="revenue"),
+    path("revenue/<str:chart>.csv", revenue_views.revenue_csv, name="revenue_csv"),
     path("api-keys/", staff_api_key_views.api_keys, name="api_keys"),
     path(
         "api-keys/<str:key_id>/rotate/",
