@@ -75,7 +75,7 @@ def test_staff_refund_part_of_a_payment_and_the_customer_sees_it(
     page.wait_for_url(f"{base}/staff/")
     assert_accessible(page)
 
-    page.get_by_label("Email, id or invoice number").fill("payer@example.org")
+    page.get_by_label("Email, name, id, invoice number or card").fill("payer@example.org")
     page.get_by_role("button", name="Find").click()
     page.wait_for_url(f"{base}/staff/customers/{invoice.customer.public_id}/")
     assert page.get_by_role("heading", name="Payments (1)").is_visible()

@@ -29,6 +29,7 @@ class Table(Generic[M]):
     page: Page[M]
     rows: list[M]
     params: QueryDict
+    anchor: str = ""
 
     def name(self, param: str) -> str:
         """The query parameter ``param`` of this table (``page`` -> ``invoices-page``)."""
@@ -39,7 +40,7 @@ class Table(Generic[M]):
         query = self.params.copy()
         for param, value in changes.items():
             query[self.name(param)] = str(value)
-        return f"?{query.urlencode()}"
+        return f"?{query.urlencode()}{self.anchor}"
 
     def sort_url(self, key: str) -> str:
         """Sorting by ``key``: ascending first, the other way when it is the current sort; back
@@ -49,7 +50,7 @@ class Table(Generic[M]):
         query.pop(self.name("page"), None)
         query[self.name("sort")] = key
         query[self.name("dir")] = direction
-        return f"?{query.urlencode()}"
+        return f"?{query.urlencode()}{self.anchor}"
 
 
 def _page_number(raw: str | None) -> int:
@@ -68,11 +69,12 @@ def table_page(
     default_dir: str = "desc",
     prefix: str = "",
     per_page: int = PER_PAGE,
+    anchor: str = "",
 ) -> Table[M]:
     """One page of ``queryset`` ordered by a whitelisted sort key.
 
     ``sorts`` maps the keys a table offers to model fields; ``-pk`` breaks ties so pages never
-    overlap. Two queries: a COUNT and the page (a page past the end shows the last page).
+    overlap. ``anchor`` (``#audit``) ends every link, so a reader stays at the table. Two queries: a COUNT and the page (a page past the end shows the last page).
     """
 
     def name(param: str) -> str:
@@ -95,4 +97,5 @@ def table_page(
         page=page,
         rows=list(page.object_list),
         params=params,
+        anchor=anchor,
     )

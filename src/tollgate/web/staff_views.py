@@ -124,6 +124,7 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
         sorts=AUDIT_SORTS,
         default="time",
         per_page=AUDIT_PER_PAGE,
+        anchor="#audit",
     )
     invoices = table_page(
         summary.customer_invoices(customer=found),
@@ -131,6 +132,7 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
         sorts=INVOICE_SORTS,
         default="created",
         prefix="invoices",
+        anchor="#invoices",
     )
     context = {
         "customer": found,
@@ -142,6 +144,7 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
             sorts=SUBSCRIPTION_SORTS,
             default="created",
             prefix="subscriptions",
+            anchor="#subscriptions",
             per_page=10,
         ),
         "invoices": invoices,
@@ -152,6 +155,7 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
             sorts=PAYMENT_SORTS,
             default="created",
             prefix="payments",
+            anchor="#payments",
         ),
         "refunds": table_page(
             summary.customer_refunds(customer=found),
@@ -159,6 +163,7 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
             sorts=REFUND_SORTS,
             default="created",
             prefix="refunds",
+            anchor="#refunds",
         ),
         "audit": audit,
         "audit_events": summary.audit_rows(audit.rows),
