@@ -18,8 +18,10 @@ from tollgate.billing.revenue import MonthFigures, RevenueHistory, percent_text
 from tollgate.web.staff_views import staff_required
 
 CHART_WIDTH = 640
-CHART_HEIGHT = 200
-AXIS_ROOM = 22  # below the plot: the month labels
+CHART_HEIGHT = 220
+AXIS_ROOM = 26  # below the plot: the month labels
+SCALE_ROOM = 24  # above the plot: the tallest column's value, as a scale
+MONTH_LABELS = 6  # at most this many month labels (every other month, or every third, ...)
 LABEL_WIDTH = 200
 ROW_HEIGHT = 28
 
@@ -60,16 +62,17 @@ class ColumnChart:
     columns: list[Column]
     labels: list[AxisLabel]
     legend: list[Series]
+    scale: str  # the value of the tallest (or deepest) column, "" when all are zero
 
 
 def column_chart(title: str, months: Sequence[str], series: Sequence[Series]) -> ColumnChart:
     """Lay out ``series`` (values in any unit; None draws nothing) over ``months``, scaled so the
     tallest column and the deepest negative one both fit."""
-    plot = CHART_HEIGHT - AXIS_ROOM - 8
+    plot = CHART_HEIGHT - AXIS_ROOM - SCALE_ROOM
     values = [value or 0 for line in series for value in line.values]
     top, bottom = max([0, *values]), min([0, *values])
     span = (top - bottom) or 1
-    zero_y = 4 + top * plot // span
+    zero_y = SCALE_ROOM + top * plot // span
     group = (CHART_WIDTH - 8) // max(len(months), 1)
     bar = max((group - 8) // max(len(series), 1), 1)
     columns = []
@@ -86,9 +89,20 @@ def column_chart(title: str, months: Sequence[str], series: Sequence[Series]) ->
                     height=size,
                 )
             )
+    every = max(-(-len(months) // MONTH_LABELS), 1)  # rounded up: at most MONTH_LABELS labels
     labels = [
-        AxisLabel(x=4 + index * group + group // 2, text=text) for index, text in enumerate(months)
+        AxisLabel(x=4 + index * group + group // 2, text=text)
+        for index, text in enumerate(months)
+        if (len(months) - 1 - index) % every == 0  # the current month always has its label
     ]
+    largest = max(
+        (
+            (abs(value or 0), line.shown[index])
+            for line in series
+            for index, value in enumerate(line.values)
+        ),
+        default=(0, ""),
+    )
     summary = "; ".join(
         f"{month}: " + ", ".join(f"{line.name} {line.shown[index]}" for line in series)
         for index, month in enumerate(months)
@@ -102,6 +116,7 @@ def column_chart(title: str, months: Sequence[str], series: Sequence[Series]) ->
         columns=columns,
         labels=labels,
         legend=list(series),
+        scale=largest[1] if largest[0] else "",
     )
 
 
