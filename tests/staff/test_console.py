@@ -13,11 +13,12 @@ from django.urls import reverse
 
 from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card, new_key
 from tollgate.audit.models import AuditEvent
-from tollgate.billing import services
+from tollgate.billing import inbox, services
 from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.customer_summary import customer_summary
-from tollgate.billing.disputes import DisputeReport, dispute_record
-from tollgate.billing.models import Customer, PaymentAttempt, Refund
+from tollgate.billing.disputes import DisputeReport, dispute_acknowledge, dispute_record
+from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
+from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, Refund
 from tollgate.billing.reports import customer_lookup
 from tollgate.core import clock
 from tollgate.core.money import Money
@@ -221,3 +222,51 @@ def test_the_audit_trail_pages_on_the_server(staff_client, paying):
     assert "note: note 0</li>" in second
     oldest_first = staff_client.get(url, {"action": "billing.note_added", "dir": "asc"}).text
     assert oldest_first.index("note: note 0<") < oldest_first.index("note: note 1<")
+
+
+# --- The other staff tables ------------------------------------------------------------------------------
+def test_inbound_events_page_and_sort_on_the_server_keeping_the_status(
+    staff_client, django_assert_max_num_queries
+):
+    for number in range(30):
+        payload, header = SandboxGateway().event_build(
+            event_type=f"charge.type_{number:02d}", data={"idempotency_key": f"inv_X-{number}"}
+        )
+        inbox.event_receive(gateway="sandbox", payload=payload, signature=header)
+    status = InboundEvent.objects.values_list("status", flat=True).first()
+    staff_client.get("/staff/events/")
+    with django_assert_max_num_queries(12):
+        page = staff_client.get(
+            "/staff/events/", {"status": status, "sort": "type", "dir": "asc"}
+        ).text
+    types = re.findall(r"charge\.type_\d\d", page)
+    assert types[:2] == ["charge.type_00", "charge.type_01"]
+    assert len(types) == 25
+    assert f'href="?status={status}&amp;sort=type&amp;dir=asc&amp;page=2"' in page
+
+
+def test_disputes_keep_attention_first_by_default_and_sort_by_amount_on_request(
+    paying, staff_client, staff
+):
+    payment = paying[1]
+
+    def record(reference: str, amount: int):
+        return dispute_record(
+            report=DisputeReport(
+                gateway=payment.gateway,
+                reference=reference,
+                payment_reference=payment.gateway_reference,
+                amount=amount,
+                currency=payment.currency,
+                reason="fraudulent",
+                status="needs_response",
+            )
+        )
+
+    seen, fresh = record("dp_big", 2900), record("dp_small", 100)
+    dispute_acknowledge(dispute=seen, actor=staff)
+    default = staff_client.get(reverse("staff:disputes")).text
+    assert default.index(fresh.public_id) < default.index(seen.public_id)
+    by_amount = staff_client.get(reverse("staff:disputes"), {"sort": "amount", "dir": "desc"}).text
+    assert by_amount.index(seen.public_id) < by_amount.index(fresh.public_id)
+    assert 'aria-sort="descending"' in by_amount

@@ -127,12 +127,12 @@ def audit_events_about(*, customer: Customer) -> QuerySet[AuditEvent]:
 
 
 # --- Reconciliation and the inbox ----------------------------------------------------------------------
-def reconciliation_runs(*, limit: int = 100) -> list[ReconciliationRun]:
-    """The latest reconciliation runs, newest first (counts only; the details are per run)."""
-    return list(
+def reconciliation_runs() -> QuerySet[ReconciliationRun]:
+    """The reconciliation runs, newest first (counts only; the details are per run)."""
+    return (
         ReconciliationRun.objects.select_related("actor")
         .defer("heals", "mismatches", "unresolved")
-        .order_by("-started_at", "-pk")[:limit]
+        .order_by("-started_at", "-pk")
     )
 
 
@@ -140,12 +140,12 @@ def reconciliation_run_get(*, public_id: str) -> ReconciliationRun | None:
     return ReconciliationRun.objects.select_related("actor").filter(public_id=public_id).first()
 
 
-def inbound_events(*, status: str = "", limit: int = 100) -> list[InboundEvent]:
-    """The latest inbound gateway events, newest first, optionally of one status."""
+def inbound_events(*, status: str = "") -> QuerySet[InboundEvent]:
+    """The inbound gateway events, newest first, optionally of one status."""
     events = InboundEvent.objects.defer("payload").order_by("-received_at", "-pk")
     if status:
         events = events.filter(status=status)
-    return list(events[:limit])
+    return events
 
 
 def inbound_event_counts() -> dict[str, int]:

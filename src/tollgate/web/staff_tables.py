@@ -64,7 +64,7 @@ def table_page(
     queryset: QuerySet[M],
     *,
     params: QueryDict,
-    sorts: Mapping[str, str],
+    sorts: Mapping[str, str | None],
     default: str,
     default_dir: str = "desc",
     prefix: str = "",
@@ -73,8 +73,8 @@ def table_page(
 ) -> Table[M]:
     """One page of ``queryset`` ordered by a whitelisted sort key.
 
-    ``sorts`` maps the keys a table offers to model fields; ``-pk`` breaks ties so pages never
-    overlap. ``anchor`` (``#audit``) ends every link, so a reader stays at the table. Two queries: a COUNT and the page (a page past the end shows the last page).
+    ``sorts`` maps the keys a table offers to model fields (``None``: the queryset's own order,
+    which the direction does not flip); ``pk`` breaks ties so pages never overlap. ``anchor`` (``#audit``) ends every link, so a reader stays at the table. Two queries: a COUNT and the page (a page past the end shows the last page).
     """
 
     def name(param: str) -> str:
@@ -87,8 +87,12 @@ def table_page(
     if direction not in ("asc", "desc"):
         direction = default_dir
     field = sorts[sort]
-    ordering = [field if direction == "asc" else f"-{field}", "pk" if direction == "asc" else "-pk"]
-    paginator = Paginator(queryset.order_by(*ordering), per_page)
+    if field is not None:
+        ascending = direction == "asc"
+        queryset = queryset.order_by(
+            field if ascending else f"-{field}", "pk" if ascending else "-pk"
+        )
+    paginator = Paginator(queryset, per_page)
     page = paginator.get_page(_page_number(params.get(name("page"))))
     return Table(
         prefix=prefix,

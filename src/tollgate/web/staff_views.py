@@ -89,6 +89,8 @@ INVOICE_SORTS = {
 PAYMENT_SORTS = {"created": "created_at", "status": "status", "amount": "amount"}
 REFUND_SORTS = {"created": "created_at", "status": "status", "amount": "amount"}
 AUDIT_PER_PAGE = 50
+RUN_SORTS = {"started": "started_at", "status": "status", "mismatches": "mismatched_count"}
+EVENT_SORTS = {"received": "received_at", "type": "type", "attempts": "attempts"}
 
 
 @require_safe
@@ -397,9 +399,10 @@ def invoice_retry(request: HttpRequest, invoice_id: str) -> HttpResponse:
 @require_safe
 @staff_required
 def reconciliation_list(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "staff/reconciliation_list.html", {"runs": reports.reconciliation_runs()}
+    runs = table_page(
+        reports.reconciliation_runs(), params=request.GET, sorts=RUN_SORTS, default="started"
     )
+    return render(request, "staff/reconciliation_list.html", {"runs": runs})
 
 
 @require_safe
@@ -421,7 +424,12 @@ def event_list(request: HttpRequest) -> HttpResponse:
         request,
         "staff/events.html",
         {
-            "events": reports.inbound_events(status=status),
+            "events": table_page(
+                reports.inbound_events(status=status),
+                params=request.GET,
+                sorts=EVENT_SORTS,
+                default="received",
+            ),
             "counts": reports.inbound_event_counts(),
             "status": status,
             "statuses": InboundEvent.Status.values,
@@ -449,7 +457,13 @@ def event_retry(request: HttpRequest, gateway: str, event_id: str) -> HttpRespon
 
 
 # --- Disputes -------------------------------------------------------------------------------------------
-DISPUTES_SHOWN = 200
+DISPUTE_SORTS = {
+    "attention": None,
+    "opened": "opened_at",
+    "due": "evidence_due_by",
+    "amount": "amount",
+    "status": "status",
+}
 
 
 @require_safe
@@ -460,7 +474,12 @@ def disputes(request: HttpRequest) -> HttpResponse:
         request,
         "staff/disputes.html",
         {
-            "disputes": list(reports.disputes_for_staff()[:DISPUTES_SHOWN]),
+            "disputes": table_page(
+                reports.disputes_for_staff(),
+                params=request.GET,
+                sorts=DISPUTE_SORTS,
+                default="attention",
+            ),
             "attention": reports.disputes_needing_attention_count(),
         },
     )
