@@ -10,9 +10,11 @@ import io
 from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.billing.conftest import CARD_OK, add_card, new_key
-from tollgate.billing import revenue, services
+from tollgate.billing import reports, revenue, services
 from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.models import Subscription
 from tollgate.catalog.models import Price
@@ -262,3 +264,32 @@ def test_csv_cells_that_a_spreadsheet_would_run_as_formulas_are_prefixed(three_m
         assert revenue.csv_safe(text) == "'" + text
     assert revenue.csv_safe("Pro") == "Pro"
     assert revenue.csv_safe(-5) == -5
+
+
+customers_mrr = st.dictionaries(
+    st.integers(min_value=1, max_value=30),
+    st.fractions(min_value=Fraction(1, 12), max_value=100_000, max_denominator=36),
+    max_size=20,
+)
+
+
+@given(before=customers_mrr, after=customers_mrr)
+def test_movements_explain_the_change_of_mrr_and_of_paying_customers(before, after):
+    month = revenue.month_figures(
+        month=dt.date(2026, 2, 1), at=AS_OF, currency="USD", before=before, after=after
+    )
+    assert month.start_customers - month.churned_customers + month.new_customers == len(after)
+    parts = month.new + month.expansion - month.contraction - month.churned
+    # Five figures rounded once each: they explain net new MRR to within two minor units, and
+    # exactly when every share is whole.
+    assert abs(parts - month.net_new) <= 2
+    assert month.mrr - month.start_mrr - month.net_new in (-1, 0, 1)
+    if all(mrr.denominator == 1 for mrr in [*before.values(), *after.values()]):
+        assert parts == month.net_new == month.mrr - month.start_mrr
+    assert month.lost == reports.round_half_up(
+        sum((before[c] for c in before if c not in after), Fraction(0))
+        + sum(
+            (before[c] - after[c] for c in before if c in after and after[c] < before[c]),
+            Fraction(0),
+        )
+    )

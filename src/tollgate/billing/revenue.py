@@ -262,7 +262,7 @@ def customer_mrr_at_month_ends(
     return [{key: mrr for key, mrr in snapshot.items() if mrr > 0} for snapshot in snapshots]
 
 
-def _month_figures(
+def month_figures(
     *,
     month: dt.date,
     at: dt.datetime,
@@ -270,6 +270,8 @@ def _month_figures(
     before: dict[int, Fraction],
     after: dict[int, Fraction],
 ) -> MonthFigures:
+    """The month from each customer's exact MRR at the previous month-end (``before``) and at its
+    end (``after``); a customer missing from one has none there."""
     new = expansion = contraction = churned = Fraction(0)
     new_customers = churned_customers = 0
     for customer in before.keys() | after.keys():
@@ -345,7 +347,7 @@ def revenue_history(
     currencies = sorted({currency for snapshot in snapshots for _, currency in snapshot})
     by_currency = {
         currency: [
-            _month_figures(
+            month_figures(
                 month=month,
                 at=at,
                 currency=currency,
