@@ -29,7 +29,7 @@ def test_the_page_draws_every_chart_with_a_table_and_a_csv_link(staff_client):
     assert response.status_code == 200
     page = response.text
     assert page.count("<svg") == 5  # four charts for USD, then the cancellation reasons
-    assert page.count("<table") == 5
+    assert page.count("<table") == 7  # one per chart, and today's two by plan
     svgs = "".join(re.findall(r"<svg.*?</svg>", page, flags=re.S))
     assert "style=" not in svgs
     assert "<script" not in page
@@ -43,6 +43,7 @@ def test_the_page_draws_every_chart_with_a_table_and_a_csv_link(staff_client):
     for shown in ("$96.00", "-$9.00", "90.6%", "77.0%"):
         assert shown in page
     assert "It costs too much" in page
+    assert "Today, by plan" in page
 
 
 def test_the_page_says_so_when_nothing_was_paid(staff_client, catalog):
