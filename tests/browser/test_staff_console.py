@@ -88,3 +88,29 @@ def test_the_customer_page_fits_a_laptop_and_a_phone_with_the_summary_in_view(
     assert_accessible(page)
     page.screenshot(path=str(SCREENSHOTS / "staff-customer-filtered.png"), full_page=False)
     assert problems.items == []
+
+
+def test_lookup_results_and_the_staff_lists_fit_a_phone_and_pass_axe(
+    live_server, page, customer, make_user
+):
+    page, problems = page
+    base = live_server.url
+    services.customer_get_or_create(user=make_user("a.longer.address@example.org"))
+    sign_in(page, base, "support@example.org")
+    for path in (
+        "/staff/?q=a.lo&sort=email&dir=asc",
+        "/staff/events/",
+        "/staff/disputes/",
+        "/staff/reconciliation/",
+    ):
+        page.goto(base + path)
+        for size in (DESKTOP, PHONE):
+            page.set_viewport_size(size)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= size["width"], f"{path} is {width} px wide at {size['width']} px"
+            assert_accessible(page)
+    page.goto(base + "/staff/?q=a.lo&sort=email&dir=asc")
+    page.set_viewport_size(DESKTOP)
+    page.screenshot(path=str(SCREENSHOTS / "staff-lookup-desktop.png"))
+    assert page.locator('th[aria-sort="ascending"]').inner_text().startswith("Billing email")
+    assert problems.items == []
