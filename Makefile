@@ -8,7 +8,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 MANAGE := $(PY) -m tollgate
 STAFF_EMAIL ?= admin@example.com
 
-.PHONY: run staff-password test lint typecheck checks pytest bench install install-dev browser-deps lock clean help
+.PHONY: run staff-password test lint typecheck checks alert-rules pytest bench install install-dev browser-deps lock clean help
 
 help:
 	@echo "make run    install, migrate, load demo plans, start web + worker on http://127.0.0.1:8000"
@@ -67,10 +67,18 @@ checks: install-dev
 browser-deps:
 	@bash scripts/ensure-chromium
 
+# The Prometheus alert rules: syntax, and their unit tests (each alert firing and not firing).
+alert-rules:
+	@bash scripts/ensure-promtool
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check rules deploy/prometheus/alerts.yml && \
+		promtool test rules deploy/prometheus/alerts_test.yml; \
+	else echo "promtool missing: alert rules not checked"; fi
+
 pytest: install-dev browser-deps
 	TOLLGATE_ENV=test $(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
-test: lint typecheck checks pytest
+test: lint typecheck checks alert-rules pytest
 
 bench: install-dev
 	$(PY) bench/run.py

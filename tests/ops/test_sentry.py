@@ -25,8 +25,9 @@ from django.test import RequestFactory, override_settings
 from django.utils.log import log_response
 
 from tests.ops.conftest import CapturedLogs
+from tollgate import __version__
 from tollgate.core.redaction import REDACTED
-from tollgate.ops.sentry import init_sentry, scrub_breadcrumb, scrub_event
+from tollgate.ops.sentry import init_sentry, scrub_breadcrumb, scrub_event, sentry_release
 
 
 @dataclass
@@ -383,3 +384,13 @@ def test_performance_traces_are_scrubbed_like_errors(sentry_reporting: FakeSentr
 def test_no_client_is_left_behind_for_other_tests() -> None:
     assert not sentry_sdk.get_client().is_active()
     logging.getLogger("tollgate.test").error("an error with no Sentry configured")
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [("", f"tollgate@{__version__}"), ("  ", f"tollgate@{__version__}"), ("v2.3.1", "v2.3.1")],
+)
+def test_the_release_is_sentry_release_when_set_else_the_version(
+    configured: str, expected: str
+) -> None:
+    assert sentry_release(configured) == expected

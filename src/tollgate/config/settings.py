@@ -175,7 +175,7 @@ REDIS_URL = env.str("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "tollgate.core.cache.RedisCache",
+            "BACKEND": "tollgate.ops.cache.RedisCache",  # core's, counting hits and misses
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tollgate",
             # A Redis that stops answering must fail requests fast, not hang every thread.
@@ -183,14 +183,14 @@ if REDIS_URL:
         }
     }
 elif TESTING:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "tollgate.ops.cache.LocMemCache"}}
 else:
     # The embedded default runs a web process and a worker: a per-process memory cache would keep
     # what the worker drops (a plan change, a revoked API key). Files under var/ are one cache
     # for every process on the machine.
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "BACKEND": "tollgate.ops.cache.FileBasedCache",
             "LOCATION": str(DATA_DIR / "cache"),
             "OPTIONS": {"MAX_ENTRIES": 20000},
         }
@@ -532,9 +532,19 @@ LOG_FORMAT = env.choice(
 SENTRY_DSN = env.str("SENTRY_DSN", "")
 SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", TOLLGATE_ENV)
 SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", 0.0)
+# The release events are reported under (the deployed build: a version or a commit).
+SENTRY_RELEASE = env.str("SENTRY_RELEASE", "")
 METRICS_TOKEN = env.str("TOLLGATE_METRICS_TOKEN", "")
 # Set by multi-process servers so every process reports into one set of metrics files.
 METRICS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", "")
+# SQL statements at least this slow are counted (tollgate_db_slow_queries_total).
+SLOW_QUERY_MS = env.int("TOLLGATE_SLOW_QUERY_MS", 50, minimum=1)
+# /readyz reports the worker as failing when it has not checked in (once a minute) for this long,
+# and fails readiness for it only when TOLLGATE_WORKER_REQUIRED is on (the production default).
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int(
+    "TOLLGATE_WORKER_HEARTBEAT_MAX_AGE_SECONDS", 300, minimum=90
+)
+WORKER_REQUIRED = env.bool("TOLLGATE_WORKER_REQUIRED", PRODUCTION)
 LOGGING_CONFIG = None  # tollgate.ops.logging configures logging once, below.
 
 ALLOW_SQLITE_IN_PRODUCTION = env.bool("TOLLGATE_ALLOW_SQLITE_IN_PRODUCTION", False)
@@ -565,5 +575,8 @@ if SENTRY_DSN:
     from tollgate.ops.sentry import init_sentry
 
     init_sentry(
-        dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT, traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=SENTRY_RELEASE,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
     )

@@ -1,10 +1,15 @@
-"""Readiness checks: is the database reachable, does the cache answer.
+"""Readiness checks: is the database reachable, does the cache answer, has a worker checked in.
 
 The checks run in parallel, each in its own daemon thread, under one deadline, so /readyz answers
 within ``CHECK_TIMEOUT_SECONDS`` even when a dependency hangs (an unreachable Redis without a socket
 timeout, a connection pool waiting for a free slot). At most one check per component runs at a time:
 while a hung check is still running, the next probe reports that component as failing at once instead
 of starting another thread.
+
+The worker check reads the heartbeat the worker writes to the shared cache every minute
+(``ops_metrics_collect_task``). It is always reported; it fails readiness only when
+``TOLLGATE_WORKER_REQUIRED`` is on (the production default), because a load balancer that routes
+by /readyz takes every web process out of service while no worker runs.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
+from django.conf import settings
 from django.core.cache import BaseCache, caches
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -24,6 +30,15 @@ log = structlog.get_logger(__name__)
 
 CHECK_TIMEOUT_SECONDS = 3.0
 _CACHE_PROBE_KEY = "tollgate:readyz"
+_PROCESS_STARTED = time.time()
+
+
+class WorkerNotSeen(RuntimeError):
+    """No worker has checked in since this process started (beyond the allowed age)."""
+
+
+class WorkerStale(RuntimeError):
+    """The last worker check-in is older than ``TOLLGATE_WORKER_HEARTBEAT_MAX_AGE_SECONDS``."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,32 @@ def cache_check(cache: BaseCache) -> None:
         raise RuntimeError("the cache did not return the value just written")
 
 
+def worker_check(
+    *, last_seen: float | None, max_age: float, now: float, started: float | None = None
+) -> None:
+    """Raise when the worker's last check-in (Unix time) is older than ``max_age`` seconds.
+
+    A process younger than ``max_age`` passes without a check-in: a fresh deployment (or an
+    emptied cache) gives the worker its first minute to check in.
+    """
+    if last_seen is None:
+        if now - (_PROCESS_STARTED if started is None else started) >= max_age:
+            raise WorkerNotSeen("no worker has checked in")
+        return
+    if now - last_seen > max_age:
+        raise WorkerStale(f"last check-in {now - last_seen:.0f} s ago")
+
+
+def worker_heartbeat_check() -> None:
+    from tollgate.ops.collect import worker_last_seen
+
+    worker_check(
+        last_seen=worker_last_seen(),
+        max_age=settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS,
+        now=time.time(),
+    )
+
+
 def database_alias_check(alias: str = "default") -> None:
     """Check the ``alias`` database on this thread's own connection, then close it (or give it back
     to the pool): Django connections belong to the thread that opened them."""
@@ -64,7 +105,7 @@ def database_alias_check(alias: str = "default") -> None:
 
 
 def readiness_checks() -> dict[str, Callable[[], None]]:
-    """The checks /readyz runs: the default database and the default cache.
+    """The checks /readyz runs: the default database, the default cache and the worker.
 
     Call it on the request's thread: the cache client (thread-safe, with its connection pool) is
     taken from there, while the database check opens its own connection on the checking thread.
@@ -72,7 +113,17 @@ def readiness_checks() -> dict[str, Callable[[], None]]:
     return {
         "database": database_alias_check,
         "cache": functools.partial(cache_check, caches["default"]),
+        "worker": worker_heartbeat_check,
     }
+
+
+def readiness_failing(results: list[CheckResult], *, worker_required: bool) -> list[str]:
+    """The components that make the process unready (the worker only when it is required)."""
+    return [
+        result.name
+        for result in results
+        if not result.ok and (result.name != "worker" or worker_required)
+    ]
 
 
 @dataclass

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 
 from tollgate.core import context
 from tollgate.core.redaction import scrub_text
-from tollgate.ops import metrics
+from tollgate.ops import instrumentation, metrics
 from tollgate.ops.paths import redacted_path
 from tollgate.security.client_ip import client_ip
 
@@ -38,7 +38,8 @@ def new_request_id() -> str:
 class RequestContextMiddleware:
     """Gives every request an id (the caller's ``X-Request-ID`` when well-formed, else a new one),
     binds it with the client IP and user agent for logs and audit events, echoes it in the response,
-    and logs and counts one line per request.
+    and logs and counts one line per request (and the requests in flight; the connection pool's
+    statistics are sampled as requests end).
 
     The logged path has secrets in route parameters redacted (see :mod:`tollgate.ops.paths`); the
     query string is never logged.
@@ -59,6 +60,7 @@ class RequestContextMiddleware:
             )
         )
         started = time.perf_counter()
+        metrics.IN_FLIGHT.inc()
         try:
             response = self.get_response(request)
             elapsed = time.perf_counter() - started
@@ -83,4 +85,6 @@ class RequestContextMiddleware:
             )
             return response
         finally:
+            metrics.IN_FLIGHT.dec()
+            instrumentation.pool_stats_sample()
             context.reset(token)

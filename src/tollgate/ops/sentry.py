@@ -75,11 +75,19 @@ def scrub_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None = None) 
     return scrubbed
 
 
-def init_sentry(*, dsn: str, environment: str, traces_sample_rate: float) -> None:
+def sentry_release(configured: str) -> str:
+    """The release events are reported under: ``SENTRY_RELEASE`` when set, else the version."""
+    return configured.strip() or f"tollgate@{__version__}"
+
+
+def init_sentry(
+    *, dsn: str, environment: str, traces_sample_rate: float, release: str = ""
+) -> None:
+    """Start the SDK with ``SENTRY_ENVIRONMENT`` and ``SENTRY_RELEASE`` (see :func:`sentry_release`)."""
     sentry_sdk.init(
         dsn=dsn,
         environment=environment,
-        release=f"tollgate@{__version__}",
+        release=sentry_release(release),
         auto_enabling_integrations=False,
         integrations=[DjangoIntegration(transaction_style="url")],
         traces_sample_rate=traces_sample_rate,

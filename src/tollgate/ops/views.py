@@ -27,10 +27,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready for traffic: the database and the cache answer. 503 names the failing components."""
+    """Ready for traffic: the database and the cache answer, and (when required) a worker checked
+    in recently. 503 names the failing components; the worker is reported either way."""
     results = health.readiness(health.readiness_checks())
     checks = {result.name: result.state for result in results}
-    failing = [result.name for result in results if not result.ok]
+    for result in results:
+        metrics_module.READINESS.labels(component=result.name).set(1 if result.ok else 0)
+    failing = health.readiness_failing(results, worker_required=settings.WORKER_REQUIRED)
     if failing:
         return _error(
             503,
