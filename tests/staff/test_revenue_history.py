@@ -37,7 +37,12 @@ YEARLY = {
                     "code": "team",
                     "name": "Team",
                     "prices": [{"amount": 1000, "currency": "USD", "interval": "year"}],
-                }
+                },
+                {
+                    "code": "euro",
+                    "name": "Euro",
+                    "prices": [{"amount": 1999, "currency": "EUR", "interval": "month"}],
+                },
             ],
         }
     ]
@@ -182,6 +187,24 @@ def test_a_yearly_price_counts_a_twelfth_and_a_trial_counts_nothing_until_it_end
     # The trial converted in February: new MRR from its first paid period.
     assert (feb.mrr, feb.new, feb.new_customers) == (250 + 900, 900, 1)
     assert mar.mrr == 1150
+
+
+def test_each_currency_has_its_own_series_and_customers_never_mix_currencies(start):
+    catalog_load(document=YEARLY)
+    start("pro", JAN)
+    leaving = start("euro", JAN, price=Price.objects.get(plan__code="euro"))
+    cancel(leaving, FEB + days(1))
+    with clock.frozen(FEB):
+        billing_run()
+    with clock.frozen(AS_OF):
+        history = revenue.revenue_history(months=3)
+    assert history.currencies == ["EUR", "USD"]
+    eur, usd = history.by_currency["EUR"], history.by_currency["USD"]
+    assert [(m.mrr, m.customers, m.churned) for m in eur] == [(1999, 1, 0), (0, 0, 1999), (0, 0, 0)]
+    assert [m.mrr for m in usd] == [2900, 2900, 2900]
+    assert eur[1].shown["churned"] == "€19.99"
+    assert eur[1].customer_churn == 1000  # 100.0%
+    assert eur[2].customer_churn is None  # nobody paid in euros at the start of March
 
 
 def test_rates_round_half_up_to_a_tenth_and_months_are_read_at_their_last_instant():

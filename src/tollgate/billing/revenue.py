@@ -26,7 +26,8 @@ a subscription went past due or unpaid is not kept, so it counts until it ends, 
 subscriptions do on the overview. Subscriptions that never started (``incomplete``,
 ``incomplete_expired``) never count, and one that started incomplete and was paid later counts
 from its first period's start. A renewal the billing clock has not invoiced yet keeps the
-previous price.
+previous price; a subscription whose invoices all ended before the months shown (never renewed
+since) counts in none of them.
 
 Everything is read in two queries however many months and customers there are: the invoice lines
 that carry a price (with their subscription's dates), and the cancellations per reason.
@@ -208,13 +209,15 @@ class PriceHistory:
 
 def price_histories(*, first_at: dt.datetime, last_at: dt.datetime) -> list[PriceHistory]:
     """The price history of every subscription that may have paid between ``first_at`` and
-    ``last_at`` (one query over invoice lines)."""
+    ``last_at``: the priced lines whose period overlaps those moments (one query over invoice
+    lines; about one row per subscription and billing period shown)."""
     rows = (
         InvoiceLine.objects.filter(
             kind__in=PRICED_LINES,
             price__isnull=False,
             period_start__isnull=False,
             period_start__lte=last_at,
+            period_end__gt=first_at,  # what paid for the months shown, not every year before
             invoice__status__in=PRICED_INVOICES,
             invoice__subscription__isnull=False,
         )
