@@ -4,9 +4,13 @@ worker computes from the database."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +20,7 @@ from django.test import RequestFactory, override_settings
 from huey.contrib.djhuey import task
 from huey.exceptions import TaskException
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CATALOG, add_card, new_key
 from tollgate.accounts.models import User
@@ -225,3 +230,52 @@ class TestBusinessGauges:
         assert value("tollgate_outbox_oldest_pending_age_seconds") >= 300
         assert value("tollgate_inbox_pending_events") == 0
         assert value("tollgate_inbox_lag_seconds") == 0
+
+
+_MULTIPROCESS_SCRAPE = """
+import django
+django.setup()
+from django.core.cache import cache
+from django.test import Client
+from tollgate.ops import metrics
+cache.set(metrics.SNAPSHOT_CACHE_KEY, {"tollgate_outbox_pending_messages": [((), 3)]}, None)
+client = Client()
+client.get("/healthz")
+print(client.get("/metrics").content.decode())
+"""
+
+
+def test_in_multiprocess_mode_metrics_merge_processes_and_read_the_workers_snapshot(
+    tmp_path: Path,
+) -> None:
+    # A fresh interpreter: prometheus_client picks its multiprocess storage when first imported.
+    (tmp_path / "metrics").mkdir()
+    env = {
+        **os.environ,
+        "TOLLGATE_ENV": "test",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+        # Its own database file and a memory cache: nothing shared with other test runs.
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'scrape.sqlite3'}",
+        "REDIS_URL": "",
+        "DJANGO_SETTINGS_MODULE": "tollgate.config.settings",
+        "SENTRY_DSN": "",
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", _MULTIPROCESS_SCRAPE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(completed.stdout)
+        for sample in family.samples
+    }
+    healthz = (("method", "GET"), ("route", "healthz"), ("status", "200"))
+    assert samples[("tollgate_http_requests_total", healthz)] == 1
+    assert samples[("tollgate_http_requests_in_flight", ())] == 1  # the scrape itself
+    assert samples[("tollgate_outbox_pending_messages", ())] == 3
+    assert ("tollgate_task_queue_depth", ()) in samples
+    assert any(path.suffix == ".db" for path in (tmp_path / "metrics").iterdir())
