@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.db import connection
@@ -91,6 +92,16 @@ class TestSlowQueries:
         pool_max = connection.settings_dict["OPTIONS"]["pool"]["max_size"]
         assert value("tollgate_db_pool_max_connections", alias="default") == pool_max
         assert value("tollgate_db_pool_connections", alias="default") >= 1
+
+    def test_a_pool_that_cannot_report_never_fails_the_request(self) -> None:
+        pooled = {"default": {**connection.settings_dict, "OPTIONS": {"pool": True}}}
+        broken = RuntimeError("the pool is closed")
+        with (
+            mock.patch.object(instrumentation.connections, "settings", pooled),
+            mock.patch.object(instrumentation, "_pool_stats_record", side_effect=broken) as record,
+        ):
+            instrumentation.pool_stats_sample(force=True)
+        assert record.call_count == 1
 
 
 class TestCache:

@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from tollgate.ops import metrics
+
+log = structlog.get_logger(__name__)
 
 POOL_SAMPLE_INTERVAL_SECONDS = 1.0
 _last_pool_sample = 0.0
@@ -57,7 +60,10 @@ def pool_stats_sample(*, force: bool = False) -> None:
         _last_pool_sample = now
     for alias in connections:
         if connections.settings[alias].get("OPTIONS", {}).get("pool"):
-            _pool_stats_record(alias, connections[alias])
+            try:
+                _pool_stats_record(alias, connections[alias])
+            except Exception as exc:  # statistics never fail the request that sampled them
+                log.warning("metrics.pool_stats_failed", alias=alias, error=type(exc).__name__)
 
 
 def _pool_stats_record(alias: str, connection: BaseDatabaseWrapper) -> None:
