@@ -18,6 +18,7 @@ import django_stubs_ext
 
 from tollgate.config.env import Env
 from tollgate.config.production import payment_gateway_problems, production_problems
+from tollgate.ops.backup_conf import backup_key_problem
 from tollgate.security.conf import (
     parse_csp_extra,
     parse_rate_overrides,
@@ -523,6 +524,25 @@ IDEMPOTENCY_LEASE_SECONDS = env.int("TOLLGATE_IDEMPOTENCY_LEASE_SECONDS", 300, m
 # A payment the bank wants the customer to authenticate (3-D Secure) fails after this many hours
 # without it; dunning then goes on as after a decline.
 BILLING_PAYMENT_ACTION_EXPIRY_HOURS = env.int("TOLLGATE_PAYMENT_ACTION_EXPIRY_HOURS", 23, minimum=1)
+
+# --- Backups ------------------------------------------------------------------------------------------
+# `python -m tollgate backup` writes here; keep it on another disk than the database, or copy it off.
+BACKUP_DIR = Path(env.str("TOLLGATE_BACKUP_DIR", str(DATA_DIR / "backups"))).resolve()
+# 32 random bytes as base64 (`python -m tollgate backup --generate-key`): backups are encrypted
+# (AES-256-GCM) when set. Keep a copy of the key away from the backups: without it they are noise.
+BACKUP_KEY = env.str("TOLLGATE_BACKUP_KEY", "")
+if (_problem := backup_key_problem(BACKUP_KEY)) is not None:
+    env.problems.append(_problem)
+# Retention: the newest backup of each of the last N days and of each of the last M ISO weeks.
+BACKUP_KEEP_DAILY = env.int("TOLLGATE_BACKUP_KEEP_DAILY", 7, minimum=1)
+BACKUP_KEEP_WEEKLY = env.int("TOLLGATE_BACKUP_KEEP_WEEKLY", 4, minimum=0)
+# The worker backs up daily at minute 30 of this hour (UTC), then runs the restore drill.
+BACKUP_SCHEDULE = env.bool("TOLLGATE_BACKUP_SCHEDULE", False)
+BACKUP_HOUR = env.int("TOLLGATE_BACKUP_HOUR", 2, minimum=0)
+if BACKUP_HOUR > 23:
+    env.problems.append("TOLLGATE_BACKUP_HOUR must be an hour of the day, 0 to 23.")
+# PostgreSQL: the scratch database the restore drill creates and drops (default: <name>_restore_drill).
+BACKUP_DRILL_DATABASE = env.str("TOLLGATE_BACKUP_DRILL_DATABASE", "")
 
 # --- Observability ------------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")

@@ -10,3 +10,4 @@ class OpsConfig(AppConfig):
         from tollgate.ops import instrumentation
 
         instrumentation.install()
+        from tollgate.ops import backup_tasks  # noqa: F401  (registers the daily backup task)
