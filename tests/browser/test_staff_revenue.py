@@ -9,11 +9,9 @@ from typing import Any
 
 import pytest
 
-from tests.billing.conftest import CATALOG
-from tests.browser.conftest import browser, page  # noqa: F401  (fixtures)
+from tests.billing.conftest import catalog, make_customer  # noqa: F401  (fixtures)
 from tests.browser.test_staff_journey import assert_accessible, sign_in
-from tests.staff.test_revenue_history import JAN, start, three_months  # noqa: F401  (fixtures)
-from tollgate.catalog.services import catalog_load
+from tests.staff.test_revenue_history import start, three_months  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -21,17 +19,16 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 
 
 @pytest.fixture
-def history(live_server: Any, settings: Any, make_user: Any, make_customer: Any) -> None:
+def finance(live_server: Any, settings: Any, make_user: Any) -> None:
     settings.SITE_URL = live_server.url
-    catalog_load(document=CATALOG)
     make_user("finance@example.org", is_staff=True)
 
 
 @pytest.mark.parametrize("width", [1280, 390])
 def test_the_revenue_page_reads_well_at_desktop_and_phone_widths(
     live_server,
-    page,  # noqa: F811  (the fixture)
-    history,
+    page,
+    finance,
     three_months,  # noqa: F811  (the fixture)
     width,
 ):
