@@ -26,8 +26,13 @@ from tollgate.catalog.models import Price
 from tollgate.catalog.services import catalog_load
 from tollgate.ops import metrics
 from tollgate.ops.backup_conf import BackupSettings, backup_key_decode, backup_key_problem
-from tollgate.ops.backup_restore import backup_restore, database_settings, restore_drill
-from tollgate.ops.backup_status import backup_status
+from tollgate.ops.backup_restore import (
+    DrillResult,
+    backup_restore,
+    database_settings,
+    restore_drill,
+)
+from tollgate.ops.backup_status import backup_status, restore_drill_recorded
 from tollgate.ops.backup_tasks import backup_due
 from tollgate.ops.backups import (
     BackupError,
@@ -276,3 +281,19 @@ def test_a_second_backup_the_same_day_replaces_the_first(paid_subscription, tmp_
     assert second.removed == [first.path]
     assert [backup.path for backup in backups_list(options.directory)] == [second.backup.path]
     assert not first.checksum_path.exists()
+
+
+def test_staff_home_says_when_the_last_backup_and_restore_drill_were(client, db):
+    staff = User.objects.create_user(
+        email="staff@example.org", password="correct-horse-battery-staple-42", is_staff=True
+    )
+    client.force_login(staff)
+    assert "Last backup: none recorded" in client.get("/staff/").text
+
+    drill = DrillResult(backup=None)
+    drill.add("backup", False, "No backup in var/backups")
+    restore_drill_recorded(drill)
+
+    page = client.get("/staff/").text
+    assert "Last restore drill: <strong>failed</strong>" in page
+    assert metrics.RESTORE_DRILL_LAST_RESULT._value.get() == 0

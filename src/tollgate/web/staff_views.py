@@ -39,6 +39,7 @@ from tollgate.billing.states import InvoiceStatus, PaymentStatus
 from tollgate.core.errors import IdempotencyKeyInProgress, TollgateError
 from tollgate.core.idempotency import form_token_issue, form_token_redeem
 from tollgate.core.money import Money
+from tollgate.ops.backup_status import backup_status
 from tollgate.web import errors
 from tollgate.web.staff_forms import (
     AuditFilterForm,
@@ -107,7 +108,11 @@ def index(request: HttpRequest) -> HttpResponse:
         )
         if results.page.paginator.count == 1 and results.page.number == 1:
             return redirect("staff:customer", customer_id=results.rows[0].public_id)
-    return render(request, "staff/index.html", {"form": form, "results": results})
+    return render(
+        request,
+        "staff/index.html",
+        {"form": form, "results": results, "backups": backup_status()},
+    )
 
 
 @require_safe
