@@ -33,7 +33,7 @@ from tollgate.ops.backup_restore import (
     restore_drill,
 )
 from tollgate.ops.backup_status import backup_status, restore_drill_recorded
-from tollgate.ops.backup_tasks import backup_due
+from tollgate.ops.backup_tasks import backup_daily_task, backup_due
 from tollgate.ops.backups import (
     BackupError,
     BackupFile,
@@ -297,3 +297,15 @@ def test_staff_home_says_when_the_last_backup_and_restore_drill_were(client, db)
     page = client.get("/staff/").text
     assert "Last restore drill: <strong>failed</strong>" in page
     assert metrics.RESTORE_DRILL_LAST_RESULT._value.get() == 0
+
+
+@sqlite_only
+def test_daily_task_backs_up_then_drills_that_backup(paid_subscription, tmp_path, settings):
+    settings.BACKUP_DIR = str(tmp_path / "backups")
+
+    backup_daily_task()
+
+    created = AuditEvent.objects.get(action="ops.backup_created")
+    drilled = AuditEvent.objects.get(action="ops.restore_drill_passed")
+    assert drilled.details["file"] == created.details["file"]
+    assert len(backups_list(tmp_path / "backups")) == 1
