@@ -9,7 +9,7 @@ sent to sign in first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -502,96 +502,3 @@ def dispute_acknowledge(request: HttpRequest, dispute_id: str) -> HttpResponse:
         f"Dispute {found.public_id} is marked as seen; it is flagged again if it changes.",
     )
     return redirect(reverse("staff:disputes"))
-
-
-# --- Revenue ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Bar:
-    label: str
-    value: int
-    shown: str
-    x: int
-    y: int
-    width: int
-    height: int
-
-
-@dataclass(frozen=True, slots=True)
-class Chart:
-    """Bars laid out for an SVG drawn by the template: geometry only, the figures come from
-    ``billing.reports``."""
-
-    title: str
-    width: int
-    height: int
-    bars: list[Bar]
-
-
-CHART_WIDTH = 640
-LABEL_WIDTH = 160
-ROW_HEIGHT = 28
-
-
-def horizontal_bars(title: str, rows: Sequence[tuple[str, int, str]]) -> Chart:
-    """One bar per (label, value, value as shown), scaled to the largest value."""
-    largest = max((value for _, value, _ in rows), default=0) or 1
-    room = CHART_WIDTH - LABEL_WIDTH - 120
-    bars = [
-        Bar(
-            label=label,
-            value=value,
-            shown=shown,
-            x=LABEL_WIDTH,
-            y=index * ROW_HEIGHT + 4,
-            width=max(value * room // largest, 1 if value else 0),
-            height=ROW_HEIGHT - 10,
-        )
-        for index, (label, value, shown) in enumerate(rows)
-    ]
-    return Chart(title=title, width=CHART_WIDTH, height=max(len(rows), 1) * ROW_HEIGHT, bars=bars)
-
-
-def daily_columns(title: str, days: Sequence[reports.DayCount], height: int = 120) -> Chart:
-    """One column per day, scaled to the busiest day."""
-    largest = max((day.count for day in days), default=0) or 1
-    step = CHART_WIDTH // max(len(days), 1)
-    bars = []
-    for index, day in enumerate(days):
-        tall = day.count * (height - 20) // largest
-        bars.append(
-            Bar(
-                label=f"{day.day:%-d %b}",
-                value=day.count,
-                shown=str(day.count),
-                x=index * step + 1,
-                y=height - tall,
-                width=max(step - 2, 1),
-                height=tall,
-            )
-        )
-    return Chart(title=title, width=CHART_WIDTH, height=height, bars=bars)
-
-
-@require_safe
-@staff_required
-def revenue(request: HttpRequest) -> HttpResponse:
-    overview = reports.revenue_overview()
-    charts = {
-        "by_plan": horizontal_bars(
-            "Subscriptions that have not ended, by plan",
-            [(line.plan, line.total, str(line.total)) for line in overview.by_plan],
-        ),
-        "mrr": horizontal_bars(
-            "MRR by plan",
-            [
-                (f"{line.plan} ({line.currency})", line.mrr.amount, line.mrr.format())
-                for line in overview.mrr_by_plan
-            ],
-        ),
-        "failed": daily_columns("Failed payments per day", overview.failed_by_day),
-    }
-    return render(
-        request,
-        "staff/revenue.html",
-        {"overview": overview, "charts": charts, "window_days": reports.REPORT_WINDOW.days},
-    )
