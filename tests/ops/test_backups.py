@@ -309,3 +309,27 @@ def test_daily_task_backs_up_then_drills_that_backup(paid_subscription, tmp_path
     drilled = AuditEvent.objects.get(action="ops.restore_drill_passed")
     assert drilled.details["file"] == created.details["file"]
     assert len(backups_list(tmp_path / "backups")) == 1
+
+
+@pytest.mark.django_db
+def test_metrics_report_the_last_backup_and_drill_from_the_record_not_the_process(client, settings):
+    """A backup run by another process (cron, the worker) and a restart in between still show."""
+    from django.core.cache import cache
+
+    from tollgate.audit.services import audit_record
+    from tollgate.ops import backup_status, metrics
+
+    settings.METRICS_TOKEN = ""
+    metrics.BACKUP_LAST_SUCCESS.set(0)
+    text = client.get("/metrics").content.decode()
+    assert "tollgate_restore_drill_last_result -1.0" in text  # no drill yet: not a failure
+    audit_record(action=backup_status.ACTION_BACKUP_CREATED, details={"file": "x.tar"})
+    cache.clear()
+    metrics.BACKUP_LAST_SUCCESS.set(0)  # as in a process that did not run the backup
+    text = client.get("/metrics").content.decode()
+    line = next(
+        row
+        for row in text.splitlines()
+        if row.startswith("tollgate_backup_last_success_timestamp_seconds ")
+    )
+    assert float(line.split()[1]) > 1_700_000_000

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import structlog
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from tollgate.audit.models import AuditEvent
 from tollgate.audit.services import audit_record
@@ -62,6 +62,24 @@ def backup_recorded(result: BackupResult) -> None:
     )
     BACKUP_LAST_SUCCESS.set(time.time())
     log.info("backup_created", file=result.backup.path.name, bytes=result.size)
+
+
+def backup_gauges_refresh() -> None:
+    """Set the backup gauges from the durable record (the audit log), so every process that serves
+    /metrics reports the last backup and drill, whichever process ran them and across restarts.
+    Before the first drill its result reads -1 (not a failure). With the database unreachable the
+    gauges keep what they had: /metrics must still answer then."""
+    try:
+        status = backup_status()
+    except DatabaseError:
+        log.warning("backup_status_unavailable")
+        return
+    if status.last_backup_at is not None:
+        BACKUP_LAST_SUCCESS.set(status.last_backup_at.timestamp())
+    if status.last_drill_success_at is not None:
+        RESTORE_DRILL_LAST_SUCCESS.set(status.last_drill_success_at.timestamp())
+    result = -1 if status.last_drill_ok is None else int(status.last_drill_ok)
+    RESTORE_DRILL_LAST_RESULT.set(result)
 
 
 def backup_failure_recorded(message: str) -> None:

@@ -203,7 +203,7 @@ RESTORE_DRILL_LAST_SUCCESS = Gauge(
 )
 RESTORE_DRILL_LAST_RESULT = Gauge(
     "tollgate_restore_drill_last_result",
-    "1 when the last restore drill succeeded, 0 when it failed",
+    "1 when the last restore drill succeeded, 0 when it failed, -1 before the first",
     multiprocess_mode="mostrecent",
 )
 

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 
 from tollgate.ops import health
 from tollgate.ops import metrics as metrics_module
+from tollgate.ops.backup_status import backup_gauges_refresh
 
 
 def _error(status: int, code: str, message: str, details: dict[str, object]) -> JsonResponse:
@@ -63,5 +64,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
+    backup_gauges_refresh()
     body, content_type = metrics_module.render()
     return HttpResponse(body, content_type=content_type)
