@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -52,6 +53,19 @@ def threads_notice(*, threads: int, cpus: int) -> str | None:
     )
 
 
+def metrics_environment(*, configured: str, data_dir: Path) -> dict[str, str]:
+    """The environment that makes the web processes and the worker share their metrics: the
+    operator's ``PROMETHEUS_MULTIPROC_DIR`` as it is, or else ``metrics/`` under the data
+    directory, emptied first (files of processes that are gone would be counted again)."""
+    if configured:
+        return {"PROMETHEUS_MULTIPROC_DIR": configured}
+    directory = data_dir / "metrics"
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+
+
 def worker_command() -> list[str]:
     return [sys.executable, "-m", "tollgate", "run_huey", "--quiet"]
 
@@ -77,7 +91,16 @@ class Command(BaseCommand):
         if notice is not None:
             self.stdout.write(notice)
             self.stdout.flush()  # before granian's own warning, which the child prints
-        children = {name: subprocess.Popen(argv) for name, argv in commands.items()}  # noqa: S603
+        environment = {
+            **os.environ,
+            **metrics_environment(
+                configured=settings.METRICS_MULTIPROC_DIR, data_dir=Path(settings.DATA_DIR)
+            ),
+        }
+        children = {
+            name: subprocess.Popen(argv, env=environment)  # noqa: S603
+            for name, argv in commands.items()
+        }
         self.stdout.write(
             f"Tollgate is running at http://{options['host']}:{options['port']}/ "
             f"({', '.join(children)}); press Ctrl-C to stop."
