@@ -76,10 +76,6 @@ def offer_data(offer: UpgradeOffer | None) -> dict[str, Any] | None:
     }
 
 
-def _current(customer: CustomerRef) -> Entitlements:
-    return entitlements_for_customer(customer_pk=customer.pk, user_pk=customer.user_pk)
-
-
 def _current_and_usage(customer: CustomerRef) -> tuple[Entitlements, Usage]:
     """The entitlements and the month's usage, read from the cache in one round trip."""
     usage_key = usage_cache_key(customer.pk)

@@ -305,18 +305,14 @@ def _limit_near_notify(
 
 
 # --- Reading -----------------------------------------------------------------------------------------
-def _usage_cache_key(customer_pk: int) -> str:
+def usage_cache_key(customer_pk: int) -> str:
+    """Where a customer's usage is cached (for a caller that reads several keys at once)."""
     return f"integrations:usage:{customer_pk}"
 
 
 def usage_cached_forget(payload: dict[str, Any]) -> None:
     """Outbox handler: drop the cached usage of the customers a batch touched (idempotent)."""
-    cache.delete_many([_usage_cache_key(int(pk)) for pk in payload["customers"]])
-
-
-def usage_cache_key(customer_pk: int) -> str:
-    """Where a customer's usage is cached (for a caller that reads several keys at once)."""
-    return _usage_cache_key(customer_pk)
+    cache.delete_many([usage_cache_key(int(pk)) for pk in payload["customers"]])
 
 
 _NOT_READ = object()
@@ -329,7 +325,7 @@ def usage_current(
     dropped after each recorded batch, and recomputed when a new month begins). ``cached`` is
     what the cache held, when the caller has read it already."""
     period = usage_period(anchor=usage_anchor(customer, entitlements), at=clock.now())
-    key = _usage_cache_key(customer.pk)
+    key = usage_cache_key(customer.pk)
     if cached is _NOT_READ:
         cached = cache.get(key)
     if isinstance(cached, Usage) and cached.period == period:
