@@ -177,3 +177,18 @@ def test_links_are_never_made_for_staff_accounts(api, make_api_customer):
 
 def test_a_forged_link_is_refused(client):
     assert client.get("/billing/link/not-a-token/").status_code == 400
+
+
+def test_used_links_are_forgotten_once_every_link_of_their_day_has_expired(api, make_api_customer):
+    from tollgate.integrations.models import SignedLinkUse
+    from tollgate.integrations.tasks import signed_link_uses_purge_task
+
+    make_api_customer("u1")
+    link = api.post("/portal-links", {"customer": "u1"}).json()
+    Client().get(_path(link["url"]))
+    assert SignedLinkUse.objects.count() == 1
+    signed_link_uses_purge_task.call_local()
+    assert SignedLinkUse.objects.count() == 1  # its link could still be presented
+    with clock.frozen(clock.now() + dt.timedelta(hours=26)):
+        signed_link_uses_purge_task.call_local()
+    assert SignedLinkUse.objects.count() == 0

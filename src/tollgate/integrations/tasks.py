@@ -7,7 +7,7 @@ import datetime as dt
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from tollgate.integrations import keys, webhook_delivery
+from tollgate.integrations import keys, links, webhook_delivery
 
 
 @db_task()
@@ -27,3 +27,9 @@ def webhook_deliveries_due_task() -> None:
     """Every minute: webhook deliveries whose next attempt is due (retries on their back-off
     schedule, and any send lost with a worker)."""
     webhook_delivery.webhook_deliveries_send_due()
+
+
+@db_periodic_task(crontab(minute="41", hour="3"))
+def signed_link_uses_purge_task() -> None:
+    """Daily: forget used checkout and portal links once every link of their day has expired."""
+    links.signed_link_uses_purge()
