@@ -72,3 +72,48 @@ def test_changing_the_email_requires_the_password_again(user, django_capture_on_
         )
     assert response.status_code == 302
     assert user.emailaddress_set.filter(email="jane.new@example.org", verified=False).exists()
+
+
+# --- Session activity (the sessions page's "last seen", address and browser) -----------------------
+def usersession_writes(queries) -> list[str]:
+    return [q["sql"] for q in queries if "usersessions_usersession" in q["sql"]]
+
+
+def test_a_session_is_seen_once_a_minute_not_on_every_request(user, django_assert_max_num_queries):
+    from allauth.usersessions.models import UserSession
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = sign_in(user)
+    client.get("/account/")
+    first_seen = UserSession.objects.get().last_seen_at
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/account/").status_code == 200
+    assert usersession_writes(queries.captured_queries) == []
+
+    with later(61), CaptureQueriesContext(connection) as queries:
+        assert client.get("/account/").status_code == 200
+    assert usersession_writes(queries.captured_queries)
+    assert UserSession.objects.get().last_seen_at > first_seen
+
+
+def test_a_session_seen_from_another_address_or_browser_is_recorded_at_once(user):
+    from allauth.usersessions.models import UserSession
+    from allauth.usersessions.signals import session_client_changed
+
+    changes = []
+
+    def on_change(sender, **kwargs):
+        changes.append(kwargs)
+
+    session_client_changed.connect(on_change)
+    try:
+        client = sign_in(user)
+        client.get("/account/")
+        client.get("/account/", REMOTE_ADDR="203.0.113.9")
+        assert UserSession.objects.get().ip == "203.0.113.9"
+        client.get("/account/", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Other browser/2.0")
+        assert UserSession.objects.get().user_agent == "Other browser/2.0"
+    finally:
+        session_client_changed.disconnect(on_change)
+    assert len(changes) == 2

@@ -113,7 +113,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "allauth.usersessions.middleware.UserSessionsMiddleware",
+    "tollgate.accounts.middleware.UserSessionActivityMiddleware",
     "tollgate.security.middleware.RateLimitMiddleware",
     "tollgate.accounts.middleware.AtomicAccountViewsMiddleware",
 ]
