@@ -55,6 +55,7 @@ PROD_ENV = TOLLGATE_ENV=production DEBUG=false ALLOWED_HOSTS=tollgate.example.co
 lint: install-dev
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: install-dev
 	TOLLGATE_ENV=test $(BIN)/mypy

@@ -64,9 +64,8 @@ READINESS = Gauge(
     ["component"],
     multiprocess_mode="livemostrecent",
 )
-RATE_LIMITED = Counter(
-    "tollgate_rate_limited_total", "Requests refused by a rate limit", ["policy"]
-)
+# tollgate_rate_limited_total is declared by tollgate.security.metrics: the rate limiter sits below
+# ops and does not import it.
 
 # --- Database ---------------------------------------------------------------------------------------
 SLOW_QUERIES = Counter(

@@ -22,13 +22,12 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, UnreadablePostError
 from django.http.multipartparser import MultiPartParserError
 
+from tollgate.core.error_responses import error_response, from_exception
 from tollgate.core.errors import RateLimited
-from tollgate.ops import metrics
-from tollgate.security import endpoints, known_device
+from tollgate.security import endpoints, known_device, metrics
 from tollgate.security.headers import PERMISSIONS_POLICY, content_security_policy, new_nonce
 from tollgate.security.policies import POLICIES
 from tollgate.security.ratelimit import Decision, limiter
-from tollgate.web.errors import error_response, from_exception
 
 log = structlog.get_logger("tollgate.security")
 
