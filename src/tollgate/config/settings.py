@@ -60,8 +60,10 @@ SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", [])
 ALLOWED_HOSTS = env.list(
     "ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]", "testserver"]
 )
-# The port `serve` (`make run`) listens on; the site's address, in links and emails, follows it
-# unless TOLLGATE_SITE_URL says otherwise (a proxy in front, another host name).
+# The address and port `serve` (`make run`) listens on, by the usual HOST/PORT conventions (a
+# container sets HOST=0.0.0.0); the site's address, in links and emails, follows the port unless
+# TOLLGATE_SITE_URL says otherwise (a proxy in front, another host name).
+HOST = env.str("HOST", "127.0.0.1")
 PORT = env.int("PORT", 8000, minimum=1)
 if PORT > 65535:
     env.problems.append("PORT must be a TCP port, 1 to 65535.")
@@ -211,7 +213,8 @@ if (_problem := ratelimit_key_prefix_problem(RATELIMIT_KEY_PREFIX)) is not None:
 RATE_LIMIT_OVERRIDES, _problems = parse_rate_overrides(env.str("TOLLGATE_RATE_LIMITS", ""))
 env.problems.extend(_problems)
 TRUSTED_PROXIES = env.int("TOLLGATE_TRUSTED_PROXIES", 0, minimum=0)
-WEB_WORKERS = env.int("TOLLGATE_WEB_WORKERS", 1, minimum=1)
+# Web server processes `serve` starts: TOLLGATE_WEB_WORKERS, else the conventional WEB_CONCURRENCY.
+WEB_WORKERS = env.int("TOLLGATE_WEB_WORKERS", env.int("WEB_CONCURRENCY", 1, minimum=1), minimum=1)
 # Threads per web process: at most 8, and no more than granian runs without warning that they
 # "seem quite high" (2 x CPU cores + 1): 5 on a 2-core machine. A request's thread mostly waits on
 # the database, so an operator may raise it (`serve` says why granian then warns).
