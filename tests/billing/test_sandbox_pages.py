@@ -23,6 +23,7 @@ from tests.billing.conftest import (
 from tests.ops.conftest import CapturedLogs, captured_logs  # noqa: F401  (fixture)
 from tests.security.test_headers import assert_inline_code_carries_the_nonce
 from tollgate.billing import services
+from tollgate.billing.errors import LinkUnavailable
 from tollgate.billing.gateways.sandbox import hosted
 from tollgate.billing.gateways.sandbox.adapter import TEST_CARDS
 from tollgate.billing.gateways.sandbox.hosted import TEST_CARD_GUIDE
@@ -339,12 +340,12 @@ def test_a_card_link_used_or_expired_while_its_form_was_open_says_so(customer):
     card = {"number": CARD_OK, "exp_month": 12, "exp_year": 2034}
     with (
         clock.frozen(session.created_at + dt.timedelta(hours=24)),
-        pytest.raises(hosted.LinkUnavailable) as expired,
+        pytest.raises(LinkUnavailable) as expired,
     ):
         hosted.card_submit(session=session, **card)
     assert (expired.value.status, expired.value.title) == (410, "This card link has expired")
     assert hosted.card_submit(session=session, **card).card.last4 == "4242"
-    with pytest.raises(hosted.LinkUnavailable) as used:
+    with pytest.raises(LinkUnavailable) as used:
         hosted.card_submit(session=session, **card)
     assert (used.value.status, used.value.title) == (409, "This card link was already used")
 

@@ -1,8 +1,18 @@
-"""Billing's errors: each a subclass of the core hierarchy with a stable code."""
+"""Every error billing raises, in one place: the house errors (each a subclass of the core
+hierarchy with a stable code and HTTP status) and ``EventNotReady``, the inbox's signal to try an
+event again later. The gateways' own errors (``GatewayError`` and its kind) belong to the
+``Gateway`` protocol in ``gateways/base.py``."""
 
 from __future__ import annotations
 
-from tollgate.core.errors import Conflict, NotFound, ValidationFailed
+from tollgate.core.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    TollgateError,
+    ValidationFailed,
+)
 
 
 class TransitionRefused(Conflict):
@@ -68,3 +78,41 @@ class PaymentMethodNotFound(NotFound):
 class LedgerUnbalanced(Conflict):
     code = "ledger_unbalanced"
     default_message = "The ledger entries do not balance; nothing was recorded."
+
+
+# --- Inbound events -----------------------------------------------------------------------------------
+class EventNotReady(Exception):
+    """The event names something Tollgate does not know (yet): process it again later."""
+
+
+class WebhookRejected(BadRequest):
+    code = "webhook_rejected"
+    default_message = (
+        "The event could not be verified and was not stored: check the signing secret and send "
+        "the raw request body unchanged."
+    )
+
+
+class IntakeBusy(ServiceUnavailable):
+    code = "inbox_busy"
+    default_message = (
+        "The event could not be stored in time and was not acknowledged: send it again."
+    )
+
+
+class MethodNotAllowed(TollgateError):
+    code = "method_not_allowed"
+    status = 405
+    default_message = "Send events with POST."
+
+
+# --- The sandbox's hosted pages ---------------------------------------------------------------------
+class LinkUnavailable(TollgateError):
+    """A hosted-page link that cannot be used: unknown, already used or expired."""
+
+    code = "sandbox_link_unavailable"
+
+    def __init__(self, *, title: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.title = title
+        self.status = status

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import structlog
 
 from tollgate.billing import services
+from tollgate.billing.errors import EventNotReady
 from tollgate.billing.gateways.base import SetupStatus
 from tollgate.billing.gateways.registry import gateway_get
 from tollgate.billing.gateways.stripe.events import HANDLERS as STRIPE_HANDLERS
@@ -29,10 +30,6 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[InboundEvent], None]
 
 _SETTLED = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED})
-
-
-class EventNotReady(Exception):
-    """The event names something Tollgate does not know (yet): process it again later."""
 
 
 def charge_settled(event: InboundEvent) -> None:

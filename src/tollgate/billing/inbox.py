@@ -34,12 +34,13 @@ from django.db.models.constants import OnConflict
 
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
-from tollgate.billing.events import EventNotReady, handler_for
+from tollgate.billing.errors import EventNotReady, IntakeBusy
+from tollgate.billing.events import handler_for
 from tollgate.billing.gateways.base import GatewayEvent
 from tollgate.billing.gateways.registry import gateway_get
 from tollgate.billing.models import InboundEvent
 from tollgate.core import clock
-from tollgate.core.errors import BadRequest, Conflict, PermissionDenied, ServiceUnavailable
+from tollgate.core.errors import Conflict, PermissionDenied
 from tollgate.core.group_commit import GroupCommit, GroupCommitBusy
 from tollgate.core.outbox import retry_delay
 
@@ -55,21 +56,6 @@ LEASE = dt.timedelta(minutes=5)
 SWEEP_AFTER = dt.timedelta(seconds=30)
 BATCH_SIZE = 100
 MAX_ERROR_LENGTH = 2000
-
-
-class WebhookRejected(BadRequest):
-    code = "webhook_rejected"
-    default_message = (
-        "The event could not be verified and was not stored: check the signing secret and send "
-        "the raw request body unchanged."
-    )
-
-
-class IntakeBusy(ServiceUnavailable):
-    code = "inbox_busy"
-    default_message = (
-        "The event could not be stored in time and was not acknowledged: send it again."
-    )
 
 
 @dataclass(frozen=True, slots=True)

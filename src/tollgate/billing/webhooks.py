@@ -15,14 +15,9 @@ from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
 from tollgate.billing import inbox
+from tollgate.billing.errors import IntakeBusy, MethodNotAllowed, WebhookRejected
 from tollgate.billing.gateways.base import EventRejected
 from tollgate.core.errors import NotFound, TollgateError
-
-
-class MethodNotAllowed(TollgateError):
-    code = "method_not_allowed"
-    status = 405
-    default_message = "Send events with POST."
 
 
 def _error(exc: TollgateError) -> JsonResponse:
@@ -42,14 +37,14 @@ def webhook_receive(request: HttpRequest, gateway: str) -> JsonResponse:
         body = request.body
     except RawPostDataException:
         # A multipart body was already parsed (and consumed) as a form; events are raw JSON.
-        return _error(inbox.WebhookRejected(details={"reason": "the body must be raw JSON"}))
+        return _error(WebhookRejected(details={"reason": "the body must be raw JSON"}))
     try:
         receipt = inbox.event_receive(
             gateway=gateway, payload=body, signature=request.headers.get(header, "")
         )
     except EventRejected as exc:
-        return _error(inbox.WebhookRejected(details={"reason": str(exc)}))
-    except inbox.IntakeBusy as exc:
+        return _error(WebhookRejected(details={"reason": str(exc)}))
+    except IntakeBusy as exc:
         response = _error(exc)
         response["Retry-After"] = "5"
         return response

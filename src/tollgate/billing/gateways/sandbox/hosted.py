@@ -14,10 +14,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from django.views.decorators.debug import sensitive_variables
 
 from tollgate.billing import inbox
+from tollgate.billing.errors import LinkUnavailable
 from tollgate.billing.gateways.base import GatewayRequestRefused, SetupResult, SetupStatus
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway, setup_session_expired
 from tollgate.billing.gateways.sandbox.models import SandboxCharge, SandboxSetupSession
-from tollgate.core.errors import TollgateError
 
 # What each test card does, as the card form lists them (every number is in adapter.TEST_CARDS).
 TEST_CARD_GUIDE = (
@@ -41,17 +41,6 @@ _SETUP_DECLINES = {
     ),
 }
 _GENERIC_DECLINE = "Your card was declined. Try another card."
-
-
-class LinkUnavailable(TollgateError):
-    """A hosted-page link that cannot be used: unknown, already used or expired."""
-
-    code = "sandbox_link_unavailable"
-
-    def __init__(self, *, title: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.title = title
-        self.status = status
 
 
 def setup_session_open(*, reference: str) -> SandboxSetupSession:

@@ -16,6 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
+from tollgate.billing.errors import LinkUnavailable
 from tollgate.billing.gateways.base import SetupStatus
 from tollgate.billing.gateways.sandbox import hosted
 from tollgate.billing.gateways.sandbox.forms import CardForm
@@ -38,7 +39,7 @@ def sandbox_only(view: View) -> View:
     return guarded
 
 
-def _unavailable(request: HttpRequest, exc: hosted.LinkUnavailable) -> HttpResponse:
+def _unavailable(request: HttpRequest, exc: LinkUnavailable) -> HttpResponse:
     return render(
         request,
         "sandbox/unavailable.html",
@@ -67,7 +68,7 @@ def setup(request: HttpRequest, reference: str) -> HttpResponse:
             if result.status == SetupStatus.SUCCEEDED:
                 return redirect(hosted.return_url_for(session=session))
             form.add_error(None, hosted.decline_message(result.failure_code))
-    except hosted.LinkUnavailable as exc:
+    except LinkUnavailable as exc:
         return _unavailable(request, exc)
     return render(
         request, "sandbox/setup.html", {"form": form, "test_cards": hosted.TEST_CARD_GUIDE}
@@ -87,7 +88,7 @@ def authenticate(request: HttpRequest, reference: str) -> HttpResponse:
                 return redirect("sandbox:authenticate_done", reference=reference)
             problem = "Choose whether the authentication completes or fails."
         charge = hosted.charge_awaiting_authentication(reference=reference)
-    except hosted.LinkUnavailable as exc:
+    except LinkUnavailable as exc:
         return _unavailable(request, exc)
     return render(
         request,
@@ -103,7 +104,7 @@ def authenticate_done(request: HttpRequest, reference: str) -> HttpResponse:
     """Where the 3-D Secure step ends: says how it went."""
     try:
         charge = hosted.charge_found(reference=reference)
-    except hosted.LinkUnavailable as exc:
+    except LinkUnavailable as exc:
         return _unavailable(request, exc)
     if charge.status == SandboxCharge.Status.REQUIRES_ACTION:
         return redirect("sandbox:authenticate", reference=reference)

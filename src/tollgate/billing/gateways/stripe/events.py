@@ -17,9 +17,11 @@ from typing import Any
 import structlog
 
 from tollgate.billing import disputes, services
+from tollgate.billing.errors import EventNotReady
 from tollgate.billing.gateways.base import SetupStatus
 from tollgate.billing.gateways.stripe.adapter import StripeGateway, saved_card, stripe_field
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA
+from tollgate.billing.gateways.stripe.currencies import tollgate_amount
 from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, PaymentMethod, Refund
 from tollgate.billing.states import PaymentStatus, RefundStatus
 
@@ -32,8 +34,6 @@ _AWAITING = _NOT_ANSWERED | {PaymentStatus.REQUIRES_ACTION}
 
 
 def _not_ready(message: str) -> Exception:
-    from tollgate.billing.events import EventNotReady  # billing.events maps these handlers
-
     return EventNotReady(message)
 
 
@@ -148,13 +148,14 @@ def dispute_changed(event: InboundEvent) -> None:
     if not reference or status not in {choice.value for choice in disputes.Dispute.Status}:
         raise ValueError(f"unusable dispute in event {event.event_id}")
     due = (dispute.get("evidence_details") or {}).get("due_by")
+    currency = str(dispute.get("currency") or "usd")
     disputes.dispute_record(
         report=disputes.DisputeReport(
             gateway=GATEWAY,
             reference=reference,
             payment_reference=_id(dispute.get("payment_intent")),
-            amount=int(dispute.get("amount") or 0),
-            currency=str(dispute.get("currency") or "usd"),
+            amount=tollgate_amount(amount=int(dispute.get("amount") or 0), currency=currency),
+            currency=currency,
             reason=str(dispute.get("reason") or ""),
             status=str(status),
             evidence_due_by=dt.datetime.fromtimestamp(int(due), tz=dt.UTC) if due else None,
