@@ -3,12 +3,13 @@ from __future__ import annotations
 import copy
 
 import pytest
+from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
 from tollgate.audit.models import AuditEvent
 from tollgate.catalog.models import Plan, Price, Product
-from tollgate.catalog.selectors import plans_for_sale
-from tollgate.catalog.services import catalog_load
+from tollgate.catalog.selectors import CATALOG_VERSION_KEY, PLANS_CACHE_KEY, plans_for_sale
+from tollgate.catalog.services import catalog_changed_announce, catalog_load
 from tollgate.core.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db
@@ -122,8 +123,37 @@ def test_command_reports_bad_files_clearly(tmp_path):
         call_command("catalog_load", str(tmp_path / "missing.toml"))
 
 
-def test_plans_for_sale_uses_a_fixed_number_of_queries(django_assert_num_queries):
+def test_plans_for_sale_uses_a_fixed_number_of_queries_then_the_cache(django_assert_num_queries):
     call_command("catalog_load", "demo")
     with django_assert_num_queries(2):
         plans = list(plans_for_sale())
         [list(p.prices.all()) for p in plans]
+    with django_assert_num_queries(0):  # every process reads them from the shared cache
+        again = plans_for_sale()
+        assert [[price.amount for price in p.prices.all()] for p in again] == [
+            [price.amount for price in p.prices.all()] for p in plans
+        ]
+
+
+def test_plans_for_sale_follow_a_catalog_change(django_capture_on_commit_callbacks):
+    call_command("catalog_load", "demo")
+    assert [p.code for p in plans_for_sale()] == ["starter", "pro", "business"]
+    with django_capture_on_commit_callbacks(execute=True):  # the change's outbox message
+        Plan.objects.filter(code="pro").update(active=False)
+        catalog_changed_announce()
+    assert [p.code for p in plans_for_sale()] == ["starter", "business"]
+
+
+def test_plans_read_before_a_catalog_change_are_not_served_after_it(
+    django_capture_on_commit_callbacks,
+):
+    # A reader that loaded the plans before the change and stores them after the change's
+    # cache clean-up ran must not leave the old plans in the cache.
+    call_command("catalog_load", "demo")
+    before = list(Plan.objects.filter(active=True))
+    version = cache.get(CATALOG_VERSION_KEY) or ""
+    with django_capture_on_commit_callbacks(execute=True):
+        Plan.objects.filter(code="pro").update(active=False)
+        catalog_changed_announce()
+    cache.set(PLANS_CACHE_KEY, (version, before), 300)  # the late reader's store
+    assert [p.code for p in plans_for_sale()] == ["starter", "business"]

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch
 
 from tollgate.catalog.models import Feature, Metric, Plan, Price
 
 METRICS_CACHE_KEY = "catalog:metrics"
+PLANS_CACHE_KEY = "catalog:plans"
 CACHE_SECONDS = 300
 NAMES_CACHE_KEY = "catalog:names"
 # Changes whenever the catalog does: what others cache from plans (an account's entitlements)
@@ -18,9 +19,15 @@ NAMES_CACHE_KEY = "catalog:names"
 CATALOG_VERSION_KEY = "catalog:version"
 
 
-def plans_for_sale() -> QuerySet[Plan]:
-    """Active plans of active products, in display order, with their active prices (2 queries)."""
-    return (
+def plans_for_sale() -> list[Plan]:
+    """Active plans of active products, in display order, with their product and active prices
+    (2 queries, then cached for every process under the catalog's version, so a change shows at
+    once even to a reader that loaded the plans just before it)."""
+    found = cache.get_many([PLANS_CACHE_KEY, CATALOG_VERSION_KEY])
+    cached, version = found.get(PLANS_CACHE_KEY), found.get(CATALOG_VERSION_KEY) or ""
+    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == version:
+        return list(cached[1])
+    plans = list(
         Plan.objects.filter(active=True, product__active=True)
         .select_related("product")
         .prefetch_related(
@@ -30,6 +37,8 @@ def plans_for_sale() -> QuerySet[Plan]:
         )
         .order_by("display_order", "id")
     )
+    cache.set(PLANS_CACHE_KEY, (version, plans), CACHE_SECONDS)
+    return plans
 
 
 def metric_resets() -> dict[str, str]:
@@ -105,5 +114,5 @@ def catalog_names() -> CatalogNames:
 def catalog_cached_forget(payload: dict[str, Any]) -> None:
     """Outbox handler: drop what is cached from the catalog, and move its version on (idempotent
     in effect: a second run only moves the version again)."""
-    cache.delete_many([METRICS_CACHE_KEY, NAMES_CACHE_KEY])
+    cache.delete_many([METRICS_CACHE_KEY, NAMES_CACHE_KEY, PLANS_CACHE_KEY])
     cache.set(CATALOG_VERSION_KEY, secrets.token_hex(8), None)
