@@ -189,6 +189,11 @@ class Gateway(Protocol):
 
     name: str
 
+    def can_charge_exactly(self, *, amount: int, currency: str) -> bool:
+        """Whether ``amount`` (Tollgate's minor units) of ``currency`` can be charged and refunded
+        here without rounding (some gateways count a currency in larger steps)."""
+        ...
+
     def customer_create(self, *, customer_id: str, email: str) -> str:
         """The gateway's customer record for Tollgate's ``customer_id`` (created once): its reference."""
         ...

@@ -12,6 +12,9 @@
   ``GatewayUnavailable``; the engine records ``unknown`` and later asks ``charge_lookup``, which asks
   Stripe and never charges again.
 - Refunds are refunds of the payment intent, keyed by Tollgate's refund id.
+- Amounts cross the boundary through ``currencies``: Stripe counts some currencies in other
+  units than ISO 4217 (ISK in hundredths, MGA in whole units). An amount Stripe cannot take
+  exactly (a three-decimal amount not ending in 0) is refused before it is sent, never rounded.
 
 References: a payment's gateway reference is its PaymentIntent id (``pi_...``); a refund's is the
 Refund id (``re_...``); a card's token is the PaymentMethod id (``pm_...``).
@@ -57,6 +60,12 @@ from tollgate.billing.gateways.base import (
 )
 from tollgate.billing.gateways.signatures import signature_verify
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA, stripe_client, stripe_settings
+from tollgate.billing.gateways.stripe.currencies import (
+    InexactAmount,
+    stripe_amount,
+    stripe_chargeable,
+    tollgate_amount,
+)
 from tollgate.billing.gateways.stripe.models import StripeRequest
 from tollgate.core import clock
 
@@ -167,6 +176,9 @@ class StripeGateway:
         if self._client is None:
             self._client = stripe_client()
         return self._client
+
+    def can_charge_exactly(self, *, amount: int, currency: str) -> bool:
+        return stripe_chargeable(amount=amount, currency=currency)
 
     # --- Customers and card setup -----------------------------------------------------------------
     def customer_create(self, *, customer_id: str, email: str) -> str:
@@ -287,6 +299,7 @@ class StripeGateway:
             try:
                 if request.amount <= 0:
                     raise GatewayRequestRefused("the amount must be positive")
+                _stripe_amount(request.amount, request.currency)
                 record: StripeRequest | GatewayError = _request_record(
                     key=request.idempotency_key,
                     kind=StripeRequest.Kind.PAYMENT_INTENT,
@@ -324,7 +337,7 @@ class StripeGateway:
                 with _calls():
                     intent = self.client.v1.payment_intents.create(
                         params={
-                            "amount": request.amount,
+                            "amount": _stripe_amount(request.amount, request.currency),
                             "currency": request.currency.lower(),
                             "customer": request.customer_reference,
                             "payment_method": request.payment_method_token,
@@ -426,6 +439,9 @@ class StripeGateway:
     def refund(self, *, request: RefundRequest) -> RefundResult:
         if request.amount <= 0:
             raise GatewayRequestRefused("the amount must be positive")
+        if not stripe_chargeable(amount=request.amount, currency=request.currency):
+            # Nothing was sent: the refund fails as one Stripe refused would.
+            return RefundResult(status=RefundOutcome.FAILED, failure_code="amount_not_exact")
         record = _request_record(
             key=request.idempotency_key,
             kind=StripeRequest.Kind.REFUND,
@@ -438,7 +454,7 @@ class StripeGateway:
                 refund = self.client.v1.refunds.create(
                     params={
                         "payment_intent": request.charge_reference,
-                        "amount": request.amount,
+                        "amount": _stripe_amount(request.amount, request.currency),
                         "metadata": {KEY_METADATA: request.idempotency_key},
                     },
                     options={"idempotency_key": request.idempotency_key},
@@ -629,7 +645,7 @@ def _charge_transaction(charge: stripe.Charge) -> GatewayTransaction | None:
         kind=TransactionKind.CHARGE,
         reference=_id_of(intent) or str(charge.id),
         status=str(charge.status),
-        amount=int(charge.amount),
+        amount=tollgate_amount(amount=int(charge.amount), currency=str(charge.currency)),
         currency=str(charge.currency).upper(),
         idempotency_key=str(key),
         created_at=_moment(charge.created),
@@ -644,7 +660,7 @@ def _refund_transaction(refund: stripe.Refund) -> GatewayTransaction:
         kind=TransactionKind.REFUND,
         reference=str(refund.id),
         status=str(status),
-        amount=int(refund.amount),
+        amount=tollgate_amount(amount=int(refund.amount), currency=str(refund.currency)),
         currency=str(refund.currency).upper(),
         idempotency_key=str(key),
         created_at=_moment(refund.created),
@@ -658,10 +674,19 @@ def _settlement(item: stripe.Charge | stripe.Refund) -> dict[str, Any]:
     balance = stripe_field(item, "balance_transaction")
     if balance is None or isinstance(balance, str):
         return {}
+    currency = str(balance.currency)
     return {
-        "settled_amount": abs(int(balance.amount)),
-        "settled_currency": str(balance.currency).upper(),
+        "settled_amount": tollgate_amount(amount=abs(int(balance.amount)), currency=currency),
+        "settled_currency": currency.upper(),
     }
+
+
+def _stripe_amount(amount: int, currency: str) -> int:
+    """Tollgate's amount in Stripe's units; refused (nothing is sent) when not exact."""
+    try:
+        return stripe_amount(amount=amount, currency=currency)
+    except InexactAmount as exc:
+        raise GatewayRequestRefused(str(exc)) from exc
 
 
 # --- The adapter's own records ---------------------------------------------------------------------------

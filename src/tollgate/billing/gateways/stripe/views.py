@@ -25,6 +25,7 @@ from tollgate.billing import services
 from tollgate.billing.gateways.base import ChargeStatus, GatewayError
 from tollgate.billing.gateways.stripe import adapter
 from tollgate.billing.gateways.stripe.conf import stripe_settings
+from tollgate.billing.gateways.stripe.currencies import tollgate_amount
 from tollgate.billing.models import PaymentAttempt
 from tollgate.core.money import Money
 
@@ -142,7 +143,10 @@ def authenticate(request: HttpRequest, token: str) -> HttpResponse:
         "stripe/authenticate.html",
         {
             **_page_context(),
-            "amount": Money(int(intent.amount), str(intent.currency).upper()).format(),
+            "amount": Money(
+                tollgate_amount(amount=int(intent.amount), currency=str(intent.currency)),
+                str(intent.currency).upper(),
+            ).format(),
             "client_secret": intent.client_secret,
             "payment_method": method if isinstance(method, str) else method.id,
             "done_url": reverse("stripe:authenticate_done", args=[token]),
