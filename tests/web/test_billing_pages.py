@@ -27,9 +27,11 @@ from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.models import Invoice, PaymentAttempt, Subscription
 from tollgate.billing.previews import ChangeTiming, change_preview
-from tollgate.billing.states import InvoiceStatus, SubscriptionStatus
+from tollgate.billing.selectors import account_payment_overdue, subscription_overview
+from tollgate.billing.states import SUBSCRIPTION_ENDED, InvoiceStatus, SubscriptionStatus
 from tollgate.core import clock
 from tollgate.core.errors import ValidationFailed
+from tollgate.web.context_processors import payment_overdue_of
 
 pytestmark = pytest.mark.django_db
 
@@ -510,3 +512,37 @@ def test_cancel_refuses_a_reason_not_on_the_survey(price, account_customer):
             idempotency_key=new_key(),
             reason="because",
         )
+
+
+def test_the_dashboard_of_a_subscribed_account_costs_at_most_six_queries(
+    billing_client, price, account_customer, django_assert_max_num_queries
+):
+    add_card(account_customer)
+    services.subscription_start(
+        customer=account_customer, price=price("pro"), trial=False, idempotency_key=new_key()
+    )
+    billing_client.get(reverse("billing:dashboard"))  # what is cached for every page is warm
+    with django_assert_max_num_queries(6):
+        page = billing_client.get(reverse("billing:dashboard"))
+    assert page.status_code == 200
+    assert "Pro" in page.content.decode()
+
+
+@pytest.mark.parametrize("status", list(SubscriptionStatus))
+def test_pages_that_loaded_the_subscription_answer_the_past_due_banner_as_its_query_does(
+    billing_client, price, account, account_customer, status
+):
+    add_card(account_customer)
+    subscription = services.subscription_start(
+        customer=account_customer, price=price("pro"), trial=False, idempotency_key=new_key()
+    )
+    consistent = {
+        "ended_at": clock.now() if status in SUBSCRIPTION_ENDED else None,
+        "trial_end": subscription.current_period_end if status == "trialing" else None,
+    }
+    Subscription.objects.filter(pk=subscription.pk).update(status=status, **consistent)
+    overdue = account_payment_overdue(user_id=account.pk)
+    assert payment_overdue_of(subscription_overview(customer=account_customer)) == overdue
+    for path in ("/billing/", "/pricing/"):
+        page = billing_client.get(path).content.decode()
+        assert ("your subscription is past due" in page) == overdue, (path, status)

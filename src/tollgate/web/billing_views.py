@@ -14,7 +14,8 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -42,6 +43,7 @@ from tollgate.core.idempotency import form_token_redeem
 from tollgate.integrations.customers import customer_ref_of
 from tollgate.integrations.usage import usage_current
 from tollgate.web.billing_forms import CancelForm, ChangePlanForm, CheckoutForm, PayInvoiceForm
+from tollgate.web.context_processors import payment_overdue_of
 
 # The checkout waiting for the customer to come back from the hosted card form: the price, the
 # form token of the checkout (its idempotency key) and whether the plan's trial applies.
@@ -127,9 +129,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     customer = selectors.customer_for(user=request.user)
     subscription = selectors.subscription_overview(customer=customer) if customer else None
     invoices = selectors.invoices_for(customer=customer) if customer else Invoice.objects.none()
-    page = Paginator(invoices.only(*_INVOICE_ROW), INVOICES_PER_PAGE).get_page(
-        request.GET.get("page")
-    )
+    page = _invoice_page(invoices.only(*_INVOICE_ROW), request.GET.get("page"))
     granting = subscription is not None and subscription.status in GRANTING
     return render(
         request,
@@ -144,8 +144,19 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "can_cancel": granting
             and subscription is not None
             and not subscription.cancel_at_period_end,
+            "payment_overdue": payment_overdue_of(subscription),
         },
     )
+
+
+def _invoice_page(invoices: QuerySet[Invoice], number: str | None) -> Page[Invoice]:
+    """The page of invoices asked for. The first page of an account with no more invoices than fit
+    on it costs one query (the rows, and so their count); a later page also counts them."""
+    if number in (None, "", "1"):
+        rows = list(invoices[: INVOICES_PER_PAGE + 1])
+        if len(rows) <= INVOICES_PER_PAGE:
+            return Paginator(rows, INVOICES_PER_PAGE).get_page(1)
+    return Paginator(invoices, INVOICES_PER_PAGE).get_page(number)
 
 
 _INVOICE_ROW = (

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_safe
 
 from tollgate.billing.selectors import customer_for, subscription_overview
 from tollgate.catalog.selectors import plans_for_sale
+from tollgate.web.context_processors import payment_overdue_of
 
 
 @require_safe
@@ -27,7 +28,12 @@ def pricing(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "web/pricing.html",
-        {"plans": plans, "interval": interval, "subscription": subscription},
+        {
+            "plans": plans,
+            "interval": interval,
+            "subscription": subscription,
+            "payment_overdue": payment_overdue_of(subscription),
+        },
     )
 
 
