@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.billing.conftest import CARD_OK, add_card, new_key
-from tollgate.billing import services
+from tollgate.billing import ledger, services
 from tollgate.billing.errors import LedgerImmutable, LedgerUnbalanced
 from tollgate.billing.models import (
     Invoice,
@@ -135,7 +135,7 @@ def test_ledger_records_are_append_only(paid):
 def test_an_unbalanced_posting_is_refused(paid):
     invoice = Invoice.objects.get()
     with pytest.raises(LedgerUnbalanced):
-        services._ledger_post(
+        ledger.ledger_post(
             kind=LedgerTransaction.Kind.INVOICE_FINALIZED,
             customer=invoice.customer,
             invoice=invoice,
@@ -146,7 +146,7 @@ def test_an_unbalanced_posting_is_refused(paid):
             ],
         )
     with pytest.raises(ValueError, match="none of them zero"):
-        services._ledger_post(
+        ledger.ledger_post(
             kind=LedgerTransaction.Kind.INVOICE_FINALIZED,
             customer=invoice.customer,
             invoice=invoice,

@@ -29,7 +29,7 @@ from django.db.models import Case, DateTimeField, F, Value, When
 
 from tollgate.audit.models import AuditEvent
 from tollgate.audit.services import audit_event_build
-from tollgate.billing import periods, services
+from tollgate.billing import ledger, periods, services
 from tollgate.billing.conf import InvoiceNumbering, billing_settings
 from tollgate.billing.gateways.base import ChargeResult, ChargeStatus
 from tollgate.billing.locks import PaymentLocks
@@ -139,9 +139,9 @@ def renewals_begin_locked(
             )
         ]
     )
-    services.ledger_post_many(
+    ledger.ledger_post_many(
         [
-            services.invoice_finalized_posting(customer=renewal.customer, invoice=invoice, at=now)
+            ledger.invoice_finalized_posting(customer=renewal.customer, invoice=invoice, at=now)
             for renewal, invoice in zip(renewals, invoices, strict=True)
         ]
     )
@@ -283,8 +283,8 @@ def _successes_record(successes: list[tuple[services.PendingCharge, ChargeResult
             paid_at=now,
             next_payment_attempt_at=None,
         )
-        services.ledger_post_many(
-            [services.payment_captured_posting(locks=locks, at=now) for locks in recorded]
+        ledger.ledger_post_many(
+            [ledger.payment_captured_posting(locks=locks, at=now) for locks in recorded]
         )
         AuditEvent.objects.bulk_create(
             [

@@ -26,10 +26,9 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Required, TypedDict
+from typing import Any
 
 import structlog
 from django.db import IntegrityError, transaction
@@ -45,7 +44,6 @@ from tollgate.billing.errors import (
     InvoiceImmutable,
     InvoiceNotPayable,
     InvoiceTotalsMismatch,
-    LedgerUnbalanced,
     PaymentInProgress,
     PaymentMethodNotFound,
     PaymentMethodRequired,
@@ -68,6 +66,14 @@ from tollgate.billing.gateways.base import (
     SetupStatus,
 )
 from tollgate.billing.gateways.registry import gateway_get
+from tollgate.billing.ledger import (
+    invoice_closed_posting,
+    invoice_finalized_posting,
+    ledger_post,
+    payment_captured_posting,
+    refund_succeeded_posting,
+    write_off_reversed_posting,
+)
 from tollgate.billing.locks import (
     InvoiceLocks,
     PaymentLocks,
@@ -85,7 +91,6 @@ from tollgate.billing.models import (
     InvoiceLine,
     InvoiceNumberSequence,
     LedgerAccount,
-    LedgerEntry,
     LedgerTransaction,
     PaymentAttempt,
     PaymentMethod,
@@ -1004,21 +1009,7 @@ def invoice_finalize_locked(
     if invoice.total == 0:
         invoice_mark_paid_locked(invoice=invoice, subscription=subscription, now=now)
         return
-    _ledger_post(**invoice_finalized_posting(customer=customer, invoice=invoice, at=now))
-
-
-def invoice_finalized_posting(*, customer: Customer, invoice: Invoice, at: dt.datetime) -> Posting:
-    """What finalizing ``invoice`` posts: its total becomes receivable, earned as revenue."""
-    return Posting(
-        kind=LedgerTransaction.Kind.INVOICE_FINALIZED,
-        customer=customer,
-        invoice=invoice,
-        occurred_at=at,
-        entries=[
-            (LedgerAccount.RECEIVABLE, Money(invoice.total, invoice.currency)),
-            (LedgerAccount.REVENUE, Money(-invoice.total, invoice.currency)),
-        ],
-    )
+    ledger_post(**invoice_finalized_posting(customer=customer, invoice=invoice, at=now))
 
 
 def _invoice_number_take(customer: Customer) -> str:
@@ -1094,24 +1085,13 @@ def _invoice_close_locked(
 ) -> None:
     """Stop collecting an open (or written-off) invoice: what it was owed leaves receivables (or
     bad debt, where a write-off moved it) for ``debit``."""
-    credit = (
-        LedgerAccount.BAD_DEBT
-        if invoice.status == InvoiceStatus.UNCOLLECTIBLE
-        else LedgerAccount.RECEIVABLE
+    posting = invoice_closed_posting(
+        customer=customer, invoice=invoice, kind=kind, debit=debit, at=clock.now()
     )
     invoice.status = INVOICE.check(current=invoice.status, target=target)
     invoice.next_payment_attempt_at = None
     invoice.save(update_fields=["status", "next_payment_attempt_at"])
-    _ledger_post(
-        kind=kind,
-        customer=customer,
-        invoice=invoice,
-        occurred_at=clock.now(),
-        entries=[
-            (debit, Money(invoice.total, invoice.currency)),
-            (credit, Money(-invoice.total, invoice.currency)),
-        ],
-    )
+    ledger_post(**posting)
 
 
 def invoice_void_locked(*, customer: Customer, invoice: Invoice) -> None:
@@ -1502,39 +1482,14 @@ def _payment_captured(locks: PaymentLocks) -> None:
     if invoice.status == InvoiceStatus.UNCOLLECTIBLE:
         _write_off_reverse_locked(customer=locks.customer, invoice=invoice)
     invoice_mark_paid_locked(invoice=invoice, subscription=locks.subscription, now=clock.now())
-    _ledger_post(**payment_captured_posting(locks=locks, at=clock.now()))
-
-
-def payment_captured_posting(*, locks: PaymentLocks, at: dt.datetime) -> Posting:
-    """What a captured payment posts: the gateway holds the money the invoice was owed."""
-    payment = locks.payment
-    return Posting(
-        kind=LedgerTransaction.Kind.PAYMENT_CAPTURED,
-        customer=locks.customer,
-        invoice=locks.invoice,
-        payment=payment,
-        occurred_at=at,
-        entries=[
-            (LedgerAccount.GATEWAY_CLEARING, Money(payment.amount, payment.currency)),
-            (LedgerAccount.RECEIVABLE, Money(-payment.amount, payment.currency)),
-        ],
-    )
+    ledger_post(**payment_captured_posting(locks=locks, at=clock.now()))
 
 
 def _write_off_reverse_locked(*, customer: Customer, invoice: Invoice) -> None:
     """A written-off invoice is being paid after all: what it owes moves back from bad debt to
     receivable (reversing the write-off), so the capture then settles it like any other. A
     subscription that ended with it stays ended."""
-    _ledger_post(
-        kind=LedgerTransaction.Kind.WRITE_OFF_REVERSED,
-        customer=customer,
-        invoice=invoice,
-        occurred_at=clock.now(),
-        entries=[
-            (LedgerAccount.RECEIVABLE, Money(invoice.total, invoice.currency)),
-            (LedgerAccount.BAD_DEBT, Money(-invoice.total, invoice.currency)),
-        ],
-    )
+    ledger_post(**write_off_reversed_posting(customer=customer, invoice=invoice, at=clock.now()))
     audit_record(
         action="billing.invoice_write_off_reversed",
         target=invoice,
@@ -1800,18 +1755,7 @@ def _refund_outcome_record(*, refund: Refund, result: RefundResult, actor: User 
 
 def _refund_succeeded(locks: RefundLocks) -> None:
     refund = locks.refund
-    _ledger_post(
-        kind=LedgerTransaction.Kind.REFUND_SUCCEEDED,
-        customer=locks.customer,
-        invoice=locks.invoice,
-        payment=locks.payment,
-        refund=refund,
-        occurred_at=clock.now(),
-        entries=[
-            (LedgerAccount.REFUNDS, Money(refund.amount, refund.currency)),
-            (LedgerAccount.GATEWAY_CLEARING, Money(-refund.amount, refund.currency)),
-        ],
-    )
+    ledger_post(**refund_succeeded_posting(locks=locks, at=clock.now()))
     event_publish(
         event_type="refund.created",
         object_type="refund",
@@ -1828,86 +1772,6 @@ def _refund_succeeded(locks: RefundLocks) -> None:
         },
         dedupe_key=f"billing_refund_issued:{refund.public_id}",
     )
-
-
-# --- Ledger ---------------------------------------------------------------------------------------------
-def _ledger_post(
-    *,
-    kind: LedgerTransaction.Kind,
-    customer: Customer,
-    invoice: Invoice,
-    occurred_at: dt.datetime,
-    entries: Sequence[tuple[LedgerAccount, Money]],
-    payment: PaymentAttempt | None = None,
-    refund: Refund | None = None,
-) -> LedgerTransaction:
-    """Post one balanced transaction; refuse it unless its entries sum to zero in every currency."""
-    [posted] = ledger_post_many(
-        [
-            Posting(
-                kind=kind,
-                customer=customer,
-                invoice=invoice,
-                occurred_at=occurred_at,
-                entries=entries,
-                payment=payment,
-                refund=refund,
-            )
-        ]
-    )
-    return posted
-
-
-class Posting(TypedDict, total=False):
-    """One ledger transaction to post (the arguments of ``_ledger_post``)."""
-
-    kind: Required[LedgerTransaction.Kind]
-    customer: Required[Customer]
-    invoice: Required[Invoice]
-    occurred_at: Required[dt.datetime]
-    entries: Required[Sequence[tuple[LedgerAccount, Money]]]
-    payment: PaymentAttempt | None
-    refund: Refund | None
-
-
-def ledger_post_many(postings: Sequence[Posting]) -> list[LedgerTransaction]:
-    """Post balanced transactions with two statements whatever their number; refuse them all
-    unless each one's entries sum to zero in every currency."""
-    for posting in postings:
-        entries = posting["entries"]
-        if not entries or any(money.amount == 0 for _, money in entries):
-            raise ValueError("a ledger transaction needs entries, none of them zero")
-        balance: dict[str, int] = defaultdict(int)
-        for _, money in entries:
-            balance[money.currency] += money.amount
-        if any(balance.values()):
-            raise LedgerUnbalanced(details={"kind": str(posting["kind"]), "balance": dict(balance)})
-    posted = LedgerTransaction.objects.bulk_create(
-        [
-            LedgerTransaction(
-                kind=posting["kind"],
-                customer=posting["customer"],
-                invoice=posting["invoice"],
-                payment=posting.get("payment"),
-                refund=posting.get("refund"),
-                occurred_at=posting["occurred_at"],
-            )
-            for posting in postings
-        ]
-    )
-    LedgerEntry.objects.bulk_create(
-        [
-            LedgerEntry(
-                transaction=transaction_row,
-                account=account,
-                amount=money.amount,
-                currency=money.currency,
-            )
-            for transaction_row, posting in zip(posted, postings, strict=True)
-            for account, money in posting["entries"]
-        ]
-    )
-    return posted
 
 
 # --- Staff: extending a subscription -----------------------------------------------------------------
