@@ -8,7 +8,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
 from tollgate.catalog.models import Feature, Metric, Plan, Price, Product
-from tollgate.catalog.services import catalog_changed_announce
+from tollgate.catalog.services import catalog_changed_announce, price_charge_problem
 
 PRICE_TERMS = ("amount", "currency", "interval", "interval_count")
 _Model = TypeVar("_Model", bound=Model)
@@ -27,6 +27,18 @@ class PriceForm(forms.ModelForm[Price]):
         if self.instance.pk is not None:
             for name in PRICE_TERMS:
                 self.fields[name].disabled = True  # the posted value is ignored
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        amount, currency = cleaned.get("amount"), cleaned.get("currency")
+        if self.instance.pk is None and amount is not None and currency:
+            try:
+                problem = price_charge_problem(amount=amount, currency=currency)
+            except ValueError:
+                problem = ""  # not a currency code: the model's own check says so
+            if problem:
+                self.add_error("amount", problem[0].upper() + problem[1:])
+        return cleaned
 
 
 class PriceInline(admin.TabularInline[Price, Plan]):

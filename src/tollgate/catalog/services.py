@@ -23,7 +23,7 @@ from tollgate.catalog.models import (
 )
 from tollgate.core import outbox
 from tollgate.core.errors import ValidationFailed
-from tollgate.core.money import validate_currency
+from tollgate.core.money import Money, chargeable_exactly, validate_currency
 from tollgate.security.policies import parse_rate
 
 # Outbox message after a change to the catalog: what is cached from it is dropped.
@@ -73,7 +73,23 @@ def _check_price(raw: dict[str, Any], where: str) -> tuple[int, str, str, int]:
             f"{where}: interval_count must be 1 to 36.",
             details={"field": f"{where}.interval_count"},
         )
+    problem = price_charge_problem(amount=amount, currency=currency)
+    if problem:
+        raise ValidationFailed(f"{where}: {problem}", details={"field": f"{where}.amount"})
     return amount, currency, interval, count
+
+
+def price_charge_problem(*, amount: int, currency: str) -> str:
+    """Why a price of ``amount`` ``currency`` could not be charged exactly by the configured
+    payment gateway (Stripe takes three-decimal currencies in steps of 0.010, MGA in whole
+    units); "" when it can."""
+    money = Money(amount, currency)
+    if chargeable_exactly(money):
+        return ""
+    return (
+        f"the payment gateway cannot charge {money} exactly; "
+        f"choose an amount it can charge, such as one rounded to whole {money.currency}."
+    )
 
 
 def _sync(instance: Any, values: dict[str, Any]) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -120,3 +121,18 @@ def money_from_major_units(text: str, currency: str) -> Money:
             raise ValueError(f"{code} amounts are whole numbers, without decimals.")
         raise ValueError(f"{code} amounts have at most {exponent} decimal places.")
     return Money(int(minor), code)
+
+
+# Whether the configured payment gateway can charge an amount exactly (``Gateway.can_charge_exactly``;
+# Stripe counts a few currencies in larger steps). Billing registers it when it starts, so the
+# catalog, which billing builds on, can refuse a price that could not be charged.
+_exact_charge_checks: list[Callable[[Money], bool]] = []
+
+
+def exact_charge_check_register(check: Callable[[Money], bool]) -> None:
+    if check not in _exact_charge_checks:
+        _exact_charge_checks.append(check)
+
+
+def chargeable_exactly(money: Money) -> bool:
+    return all(check(money) for check in _exact_charge_checks)

@@ -7,6 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from tollgate.billing.gateways.base import Gateway
+from tollgate.core.money import Money
 
 ADAPTERS = {
     "sandbox": "tollgate.billing.gateways.sandbox.adapter.SandboxGateway",
@@ -25,3 +26,9 @@ def gateway_get(name: str | None = None) -> Gateway:
         )
     adapter: Gateway = import_string(path)()
     return adapter
+
+
+def gateway_charges_exactly(money: Money) -> bool:
+    """Whether the configured gateway can charge ``money`` without rounding (registered with
+    ``core.money`` so that the catalog refuses a price it could not charge)."""
+    return gateway_get().can_charge_exactly(amount=money.amount, currency=money.currency)
