@@ -8,11 +8,13 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 MANAGE := $(PY) -m tollgate
 STAFF_EMAIL ?= admin@example.com
 
-.PHONY: run staff-password test lint typecheck checks alert-rules pytest bench install install-dev browser-deps lock clean help
+.PHONY: run cluster staff-password test lint typecheck checks alert-rules pytest bench install install-dev browser-deps lock clean help
 
 help:
 	@echo "make run    install, migrate, load demo plans, start web + worker on http://127.0.0.1:8000"
 	@echo "            (PORT=8080 make run: another port; DEBUG=true make run: Django's debug pages)"
+	@echo "make cluster  the production topology on this machine: nginx on :8080, two web processes,"
+	@echo "            two workers, on PostgreSQL and Redis (CLUSTER_DATABASE_URL, CLUSTER_REDIS_URL); Ctrl-C stops"
 	@echo "make staff-password  set and show a new password for the staff user ($(STAFF_EMAIL))"
 	@echo "make test   install dev tools, lint, type-check, deployment checks and the test suite"
 	@echo "make bench  run the benchmarks and write docs/benchmarks.md"
@@ -39,6 +41,12 @@ run: install
 	TOLLGATE_ENV=development $(MANAGE) catalog_load demo
 	TOLLGATE_ENV=development $(MANAGE) staff_bootstrap --email $(STAFF_EMAIL)
 	TOLLGATE_ENV=development $(MANAGE) serve
+
+# nginx (Debian's, installed by scripts/ensure-nginx when missing) in front of two web processes and
+# two workers on PostgreSQL + Redis; `kill -HUP <pid>` restarts the web processes one by one.
+cluster: install
+	@bash scripts/ensure-nginx
+	$(PY) deploy/local_cluster.py
 
 staff-password: install
 	TOLLGATE_ENV=development $(MANAGE) migrate --no-input -v 0
