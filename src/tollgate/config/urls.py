@@ -13,6 +13,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("sandbox/", include("tollgate.billing.gateways.sandbox.urls")),
     path("stripe/", include("tollgate.billing.gateways.stripe.urls")),
+    path("webhooks/email/", include("tollgate.notifications.urls")),
     path("webhooks/", include("tollgate.billing.webhooks")),
     path("billing/", include("tollgate.web.billing_urls")),
     path("staff/", include("tollgate.web.staff_urls")),

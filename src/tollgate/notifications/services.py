@@ -9,13 +9,19 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import get_script_prefix, reverse
 from django.utils.html import escape, linebreaks
 
-from tollgate.core import outbox
+from tollgate.audit.services import audit_record
+from tollgate.core import clock, outbox
 from tollgate.core.models import OutboxMessage
 from tollgate.core.redaction import mask_email
+from tollgate.notifications.metrics import EMAILS_SUPPRESSED
+from tollgate.notifications.models import SuppressedAddress
+from tollgate.notifications.selectors import address_hash, address_is_suppressed, address_normalize
 
 log = structlog.get_logger(__name__)
 
@@ -77,10 +83,15 @@ def email_enqueue(
     template: str,
     dedupe_key: str,
     headers: dict[str, str] | None = None,
+    suppressible: bool = False,
 ) -> OutboxMessage | None:
     """Queue a rendered email in the current transaction; it is sent once after commit.
 
     ``headers`` are extra message headers (for example ``List-Unsubscribe`` on marketing email).
+    A ``suppressible`` email is not sent to an address marked undeliverable (see
+    :func:`address_suppress`); the default is to send, because what comes here directly is account
+    mail the recipient asked for (address confirmation, password reset), which is also how an owner
+    shows that a bounced address works again.
     """
     payload: dict[str, Any] = {
         "to": to,
@@ -91,6 +102,8 @@ def email_enqueue(
     }
     if headers:
         payload["headers"] = headers
+    if suppressible:
+        payload["suppressible"] = True
     return outbox.outbox_enqueue(kind="email", dedupe_key=dedupe_key, payload=payload)
 
 
@@ -101,8 +114,11 @@ def email_send_template(
     context: dict[str, Any],
     dedupe_key: str,
     headers: dict[str, str] | None = None,
+    suppressible: bool = True,
 ) -> OutboxMessage | None:
-    """Render a Tollgate email template and queue it (see :func:`email_enqueue`)."""
+    """Render a Tollgate email template and queue it (see :func:`email_enqueue`).
+
+    Template emails (billing, dunning, usage, welcome) skip an undeliverable address by default."""
     subject, text, html = email_render(template=template, context=context)
     return email_enqueue(
         to=to,
@@ -112,12 +128,22 @@ def email_send_template(
         template=template,
         dedupe_key=dedupe_key,
         headers=headers,
+        suppressible=suppressible,
     )
 
 
 def email_deliver(payload: dict[str, Any]) -> dict[str, Any]:
-    """Outbox handler: send the email. Returns what is kept afterwards: not the body, which may hold
-    single-use links."""
+    """Outbox handler: send the email, unless it is suppressible and its address undeliverable.
+    Returns what is kept afterwards: not the body, which may hold single-use links."""
+    kept = {
+        "to": mask_email(payload["to"]),
+        "subject": payload["subject"],
+        "template": payload.get("template", ""),
+    }
+    if payload.get("suppressible") and address_is_suppressed(address=payload["to"]):
+        EMAILS_SUPPRESSED.labels(template=kept["template"] or "other").inc()
+        log.info("email.suppressed", template=kept["template"], to=kept["to"])
+        return {**kept, "suppressed": True}
     message = EmailMultiAlternatives(
         subject=payload["subject"],
         body=payload["text"],
@@ -128,9 +154,76 @@ def email_deliver(payload: dict[str, Any]) -> dict[str, Any]:
     if payload.get("html"):
         message.attach_alternative(payload["html"], "text/html")
     message.send()
-    log.info("email.sent", template=payload.get("template", ""), to=mask_email(payload["to"]))
-    return {
-        "to": mask_email(payload["to"]),
-        "subject": payload["subject"],
-        "template": payload.get("template", ""),
-    }
+    log.info("email.sent", template=kept["template"], to=kept["to"])
+    return kept
+
+
+def address_suppress(
+    *, address: str, reason: str, esp: str, event_id: str = "", description: str = ""
+) -> SuppressedAddress | None:
+    """Mark ``address`` undeliverable (a provider reported a hard bounce, a hard rejection or a
+    complaint), with an audit record, in one transaction. Suppressible email is no longer sent to
+    it. Idempotent: an address already suppressed stays as it is, and a provider event seen before
+    (same provider, event id and address) changes nothing, even after the address was cleared.
+    Returns the new suppression, or None when nothing changed."""
+    normalized = address_normalize(address)
+    if not normalized:
+        return None
+    digest = address_hash(normalized)
+    with transaction.atomic(durable=True):
+        already = Q(cleared_at__isnull=True)
+        if event_id:
+            already |= Q(esp=esp[:40], event_id=event_id[:200])
+        if SuppressedAddress.objects.filter(already, address_hash=digest).exists():
+            return None
+        try:
+            with transaction.atomic():
+                suppression = SuppressedAddress.objects.create(
+                    address_hash=digest,
+                    address_masked=mask_email(normalized),
+                    reason=reason,
+                    esp=esp[:40],
+                    event_id=event_id[:200],
+                    description=description[:500],
+                )
+        except IntegrityError:  # the same event or address, recorded by a concurrent delivery
+            return None
+        audit_record(
+            action="email.address_suppressed",
+            target=suppression,
+            details={"reason": reason, "esp": esp, "event_id": event_id},
+        )
+    log.info("email.address_suppressed", to=suppression.address_masked, reason=reason, esp=esp)
+    return suppression
+
+
+def address_suppression_clear(*, address: str, cleared_by: str, actor: Any = None) -> bool:
+    """Let suppressible email reach ``address`` again (its owner confirmed it); see
+    :func:`suppression_clear`. False when the address was not suppressed."""
+    suppression = SuppressedAddress.objects.filter(
+        address_hash=address_hash(address_normalize(address)), cleared_at__isnull=True
+    ).first()
+    if suppression is None:
+        return False
+    return suppression_clear(suppression=suppression, cleared_by=cleared_by, actor=actor)
+
+
+def suppression_clear(
+    *, suppression: SuppressedAddress, cleared_by: str, actor: Any = None
+) -> bool:
+    """End an active suppression, with an audit record, in the caller's transaction (allauth's
+    confirmation view runs in one) or its own. The row stays, as history. False when it was
+    already cleared (by a concurrent request, say)."""
+    with transaction.atomic():
+        cleared = SuppressedAddress.objects.filter(
+            pk=suppression.pk, cleared_at__isnull=True
+        ).update(cleared_at=clock.now(), cleared_by=cleared_by)
+        if not cleared:
+            return False
+        audit_record(
+            action="email.address_suppression_cleared",
+            actor=actor,
+            target=suppression,
+            details={"cleared_by": cleared_by},
+        )
+    return True
