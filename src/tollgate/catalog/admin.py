@@ -28,9 +28,9 @@ class PriceForm(forms.ModelForm[Price]):
             for name in PRICE_TERMS:
                 self.fields[name].disabled = True  # the posted value is ignored
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
-        amount, currency = cleaned.get("amount"), cleaned.get("currency")
+        amount, currency = self.cleaned_data.get("amount"), self.cleaned_data.get("currency")
         if self.instance.pk is None and amount is not None and currency:
             try:
                 problem = price_charge_problem(amount=amount, currency=currency)
