@@ -4,9 +4,11 @@ Users are imported in file order, in batches; each batch is one transaction that
 users, everything not imported before: the accounts (no password: a set-password email is sent
 only by ``legacy_invitations_send``), their email addresses, their billing customers with their
 Stripe customer ids, their subscriptions with their current period, and each past payment as a
-paid invoice of one line with its succeeded payment at Stripe, booked in the ledger with the same
-posting builders of ``billing.ledger`` the billing services use (receivable against revenue when the invoice is issued,
-gateway clearing against receivable when it is paid), dated when the old portal took the money.
+paid invoice of one line with its succeeded payment at Stripe, dated when the old portal took the
+money. The rows are built set-wise, like the billing clock's renewals, by the same steps
+(``billing.steps``: invoice number, lines, paid, payment attempt) and booked in the ledger by the
+same posting builders (``billing.ledger``): receivable against revenue when the invoice is issued,
+gateway clearing against receivable when it is paid.
 
 Every imported record is remembered in ``LegacyRecord`` by its old id, in the same transaction,
 so a record is imported once: running the import again changes nothing, and after a crash it
