@@ -48,18 +48,68 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _stats() -> dict[int, list[str]]:
+    """Every live process's /proc stat fields after its name (Linux; empty where unreadable)."""
+    found: dict[int, list[str]] = {}
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return found
+    for entry in entries:
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+    return found
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and every live process descended from it, whatever process group or session a
+    descendant moved to (a server may start its children in groups of their own)."""
+    children: dict[int, list[int]] = {}
+    for child, fields in _stats().items():
+        try:
+            children.setdefault(int(fields[1]), []).append(child)
+        except (IndexError, ValueError):
+            continue
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(children.get(current, ()))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def stop(process: subprocess.Popen[Any]) -> None:
-    """Stop a process and everything it forked: SIGTERM to its process group (whose id is its pid,
-    as it was started in a new session), SIGKILL after a grace period."""
+    """Stop a process and everything it started: SIGTERM to its process group (whose id is its
+    pid, as it was started in a new session), then SIGKILL after a grace period to whatever of its
+    family (also descendants in groups of their own) is still running."""
     pgid = process.pid
+    members = family(pgid)
     if _group_alive(pgid):
         os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline and _group_alive(pgid):
+    while time.monotonic() < deadline and (
+        _group_alive(pgid) or any(_alive(pid) for pid in members[1:])
+    ):
         process.poll()
         time.sleep(0.05)
     if _group_alive(pgid):
         os.killpg(pgid, signal.SIGKILL)
+    for pid in members[1:]:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
     process.wait(timeout=STOP_TIMEOUT_SECONDS)
     if process in _started:
         _started.remove(process)
@@ -111,22 +161,16 @@ def wait_until_ready(
     raise RuntimeError(f"server did not answer /healthz within {timeout:.0f} s")
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU time (user and system) used so far by the live processes of a process group, from
-    /proc (Linux); 0.0 where /proc cannot be read."""
+def family_cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) used so far by the live processes of ``pid``'s family (see
+    :func:`family`), from /proc (Linux); 0.0 where /proc cannot be read."""
+    stats = _stats()
     ticks = 0
-    try:
-        entries = list(Path("/proc").iterdir())
-    except OSError:
-        return 0.0
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
+    for member in family(pid):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
-                ticks += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
+            fields = stats[member]
+            ticks += int(fields[11]) + int(fields[12])
+        except (KeyError, IndexError, ValueError):
             continue
     return ticks / os.sysconf("SC_CLK_TCK")
 

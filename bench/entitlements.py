@@ -212,10 +212,10 @@ def load(
             process.start()
         for _ in processes:
             ready.get(timeout=READY_TIMEOUT_SECONDS)
-        cpu_before = _procs.group_cpu_seconds(server.pid)
+        cpu_before = _procs.family_cpu_seconds(server.pid)
         go.set()
         results = [out.get(timeout=seconds + 2 * REQUEST_TIMEOUT_SECONDS + 30) for _ in processes]
-        cpu = _procs.group_cpu_seconds(server.pid) - cpu_before
+        cpu = _procs.family_cpu_seconds(server.pid) - cpu_before
     finally:
         for process in processes:
             process.join(REQUEST_TIMEOUT_SECONDS)

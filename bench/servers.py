@@ -154,17 +154,12 @@ def get(connection: http.client.HTTPConnection, path: str) -> http.client.HTTPRe
     return response
 
 
-def group_rss_mib(pgid: int) -> float:
-    """Resident memory of every process in the group, from /proc (Linux)."""
+def family_rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants, from /proc (Linux)."""
     total_pages = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for member in _procs.family(pid):
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            total_pages += int((entry / "statm").read_text().split()[1])
+            total_pages += int(Path(f"/proc/{member}/statm").read_text().split()[1])
         except (OSError, IndexError, ValueError):
             continue
     return total_pages * os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
@@ -256,7 +251,7 @@ def measure(candidate: Candidate, env: dict[str, str], args: argparse.Namespace)
                 f"server={candidate.name} path={path} rps={result.rps:.1f}"
                 f" p50_ms={result.percentile(50):.2f} p99_ms={result.percentile(99):.2f}"
                 f" requests={result.requests} errors={result.errors}"
-                f" workers={args.workers} rss_mib={group_rss_mib(process.pid):.0f}"
+                f" workers={args.workers} rss_mib={family_rss_mib(process.pid):.0f}"
                 f" server_header={header_label} header_has_version={with_version}"
             )
             print(lines[-1], flush=True)
