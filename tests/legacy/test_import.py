@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import io
 import shutil
 from collections import Counter
@@ -11,10 +12,12 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
+from tests.billing.conftest import add_card
 from tests.legacy.conftest import INVALID, VALID
 from tollgate.accounts.models import User
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import ledger
+from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.models import (
     Customer,
     Invoice,
@@ -27,6 +30,7 @@ from tollgate.billing.models import (
 )
 from tollgate.billing.selectors import ledger_check
 from tollgate.catalog.models import Price
+from tollgate.core import clock
 from tollgate.core.models import OutboxMessage
 from tollgate.legacy.importer import legacy_import
 from tollgate.legacy.models import LegacyRecord
@@ -279,4 +283,26 @@ def test_conflicts_found_in_the_database_are_reported_by_the_command(catalog, ma
     assert len(dataset.problems) == 1
     result = legacy_import(dataset=dataset)
     assert (result.users, result.subscriptions, result.payments) == (5, 4, 9)
+    assert ledger_check().ok
+
+
+def test_an_imported_subscription_renews_in_tollgate_from_where_its_period_ended(
+    catalog, django_capture_on_commit_callbacks
+):
+    run(str(VALID))
+    ann = Customer.objects.get(user__email="ann@example.com")
+    add_card(ann)  # the cards stay at Stripe: the customer adds one in Tollgate
+    renewal_due = dt.datetime(2026, 2, 10, 10, tzinfo=dt.UTC)
+    with clock.frozen(renewal_due), django_capture_on_commit_callbacks(execute=True):
+        billing_run(until=renewal_due)
+    subscription = Subscription.objects.get(customer=ann)
+    assert subscription.status == "active"
+    assert subscription.current_period_start.isoformat() == "2026-02-10T09:15:00+00:00"
+    assert subscription.current_period_end.isoformat() == "2026-03-10T09:15:00+00:00"
+    renewal = Invoice.objects.get(subscription=subscription)
+    assert (renewal.status, renewal.total, renewal.number) == (
+        "paid",
+        2900,
+        f"{ann.invoice_prefix}-0005",  # after the four imported ones
+    )
     assert ledger_check().ok
