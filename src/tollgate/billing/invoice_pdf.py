@@ -5,8 +5,9 @@ glyphs used), so names in any of these scripts print as written: Noto Sans (Lati
 Cyrillic, Vietnamese, currency signs), Noto Sans Symbols and Noto Emoji (emoji in black and
 white) from ``manimgx-fonts``, and WenQuanYi Micro Hei (Chinese, Japanese, Korean) from
 ``paperang-p2-fonts-cjk``. A fallback font is loaded only for a receipt whose text needs it
-(the CJK font takes a noticeable moment to read). Scripts that need shaping (Arabic, Indic) are
-not covered yet: their letters print unjoined or as empty boxes, never as '?'.
+(the CJK font takes a noticeable moment to read). Not covered yet: scripts none of these fonts
+has (Arabic, Hebrew, Indic scripts, which also need a shaping engine) are left out of the PDF,
+and fpdf2 logs the missing characters as a warning.
 
 The fonts come in one weight: bold is drawn by stroking the letters' outlines as well as filling
 them, which thickens every script alike.
