@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import dj_database_url
 import django_stubs_ext
 
+from tollgate.config.email import email_config
 from tollgate.config.env import Env
 from tollgate.config.production import payment_gateway_problems, production_problems
 from tollgate.ops.backup_conf import backup_key_problem
@@ -382,19 +383,35 @@ DEFAULT_FROM_EMAIL = env.str(
     "DEFAULT_FROM_EMAIL", f"{TOLLGATE_BRAND['name']} <no-reply@example.com>"
 )
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-EMAIL_HOST = env.str("EMAIL_HOST", "")
-if EMAIL_HOST:
-    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_PORT = env.int("EMAIL_PORT", 587, minimum=1)
-    EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", "")
-    EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", "")
-    EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", True)
-    EMAIL_TIMEOUT = 20
-elif TESTING:
-    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-else:
-    EMAIL_BACKEND = "tollgate.notifications.backends.EmlFileBackend"
-MAIL_DIR = Path(env.str("TOLLGATE_MAIL_DIR", str(DATA_DIR / "mail")))
+# How mail leaves (tollgate.config.email): EMAIL_BACKEND, else EMAIL_URL (smtp://, smtps://,
+# smtp+insecure://, console://, file:///dir, anymail://<provider>?<setting>=...), else EMAIL_HOST
+# and its variables, else .eml files under TOLLGATE_MAIL_DIR (Django's memory outbox in tests).
+# The URL is not kept as a setting: it may hold a password, and settings show up in error reports.
+_email = email_config(
+    url=env.str("EMAIL_URL", ""),
+    backend=env.str("EMAIL_BACKEND", ""),
+    host=env.str("EMAIL_HOST", ""),
+    port=env.int("EMAIL_PORT", None, minimum=1),
+    user=env.str("EMAIL_HOST_USER", ""),
+    password=env.str("EMAIL_HOST_PASSWORD", ""),
+    use_tls=env.bool("EMAIL_USE_TLS", None),
+    use_ssl=env.bool("EMAIL_USE_SSL", False),
+    # user:password pairs the provider's bounce and complaint webhooks authenticate with.
+    webhook_secrets=env.list("ANYMAIL_WEBHOOK_SECRET", []),
+    testing=TESTING,
+    production=PRODUCTION,
+)
+env.problems.extend(_email.problems)
+EMAIL_BACKEND = _email.backend
+EMAIL_HOST = _email.host
+EMAIL_PORT = _email.port
+EMAIL_HOST_USER = _email.user
+EMAIL_HOST_PASSWORD = _email.password
+EMAIL_USE_TLS = _email.use_tls
+EMAIL_USE_SSL = _email.use_ssl
+EMAIL_TIMEOUT = 20
+ANYMAIL = _email.anymail
+MAIL_DIR = Path(_email.mail_dir or env.str("TOLLGATE_MAIL_DIR", str(DATA_DIR / "mail")))
 # The embedded default prints links from outgoing mail so a developer can follow them.
 MAIL_ECHO_LINKS = env.bool("TOLLGATE_MAIL_ECHO_LINKS", TOLLGATE_ENV == "development")
 
