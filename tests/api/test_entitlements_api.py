@@ -11,6 +11,7 @@ from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.locks import lock_subscription
 from tollgate.billing.states import SubscriptionStatus
+from tollgate.billing.steps.subscriptions import subscription_move_locked
 from tollgate.core import clock
 
 pytestmark = pytest.mark.django_db
@@ -130,8 +131,8 @@ def test_an_unpaid_subscription_is_refused_as_past_due(
     # The dunning schedule ran out (the engine's own transitions).
     with committed(), transaction.atomic():
         locked = lock_subscription(subscription).subscription
-        services.subscription_move_locked(subscription=locked, target=SubscriptionStatus.PAST_DUE)
-        services.subscription_move_locked(subscription=locked, target=SubscriptionStatus.UNPAID)
+        subscription_move_locked(subscription=locked, target=SubscriptionStatus.PAST_DUE)
+        subscription_move_locked(subscription=locked, target=SubscriptionStatus.UNPAID)
     assert check(api, "u1", "api_access")["reason"] == "past_due"
 
 

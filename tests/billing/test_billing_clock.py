@@ -18,6 +18,7 @@ from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.models import Invoice, LedgerTransaction, PaymentAttempt, Subscription
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
+from tollgate.billing.steps.payments import payment_begin_locked
 from tollgate.billing.tasks import billing_clock_task
 from tollgate.core import clock
 
@@ -299,7 +300,7 @@ def test_a_run_first_sends_again_what_a_dead_worker_never_sent(active, customer)
     retry_at = renewal + dt.timedelta(days=1)
     with clock.frozen(retry_at), transaction.atomic():
         # A worker claims the retry, commits its pending attempt, and dies before sending it.
-        lost = services.payment_begin(
+        lost = payment_begin_locked(
             locks=lock_invoice(invoice), gateway_name="sandbox", off_session=True, actor=None
         ).payment
     assert run(retry_at + dt.timedelta(seconds=30)).handled == 0  # in flight, perhaps: left alone

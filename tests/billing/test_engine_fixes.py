@@ -27,6 +27,7 @@ from tollgate.billing.models import (
 )
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
+from tollgate.billing.steps.invoices import invoice_void_locked, invoice_write_off_locked
 from tollgate.catalog.models import Plan
 from tollgate.core import clock
 
@@ -120,10 +121,10 @@ def test_voiding_a_written_off_invoice_takes_it_out_of_bad_debt_not_receivables(
     )
     with transaction.atomic():
         locks = lock_invoice(renewal)
-        services.invoice_write_off_locked(customer=locks.customer, invoice=locks.invoice)
+        invoice_write_off_locked(customer=locks.customer, invoice=locks.invoice)
     with transaction.atomic():
         locks = lock_invoice(renewal)
-        services.invoice_void_locked(customer=locks.customer, invoice=locks.invoice)
+        invoice_void_locked(customer=locks.customer, invoice=locks.invoice)
     renewal.refresh_from_db()
     assert renewal.status == InvoiceStatus.VOID
     assert _balance(renewal, "receivable") == 0

@@ -18,6 +18,7 @@ from tollgate.billing.errors import PaymentMethodRequired, SubscriptionExists
 from tollgate.billing.gateways.sandbox.models import SandboxCharge
 from tollgate.billing.models import Invoice, PaymentAttempt, Subscription
 from tollgate.billing.selectors import ledger_check
+from tollgate.billing.services.subscriptions import _subscription_start
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.core import clock
 from tollgate.core.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
@@ -115,7 +116,7 @@ def test_a_checkout_whose_worker_died_after_creating_it_returns_it_after_the_lea
         )
         # The worker's work, up to its death: the subscription and its first charge committed, the
         # request never completed.
-        created = services._subscription_start(
+        created = _subscription_start(
             customer=customer, price=price("pro"), trial=True, actor=None, claim=held
         )
     with clock.frozen(START + dt.timedelta(minutes=1)), pytest.raises(IdempotencyKeyInProgress):

@@ -8,6 +8,7 @@ from tollgate.billing.errors import InvoiceImmutable, InvoiceTotalsMismatch, Tra
 from tollgate.billing.models import Invoice, InvoiceLine, LedgerEntry
 from tollgate.billing.periods import Period, period_after
 from tollgate.billing.services import LineSpec
+from tollgate.billing.steps.invoices import invoice_lines_add_locked
 from tollgate.core import clock
 from tollgate.core.errors import ValidationFailed
 
@@ -77,7 +78,7 @@ def test_a_finalized_invoice_refuses_any_change_to_its_amounts_or_lines(subscrip
     with pytest.raises(InvoiceImmutable):
         invoice.delete()
     with pytest.raises(InvoiceImmutable):
-        services.invoice_lines_add_locked(
+        invoice_lines_add_locked(
             invoice=invoice, lines=[LineSpec(kind=Kind.DISCOUNT, description="x", amount=-1)]
         )
     # Settlement fields may still change.

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import ledger, services
-from tollgate.billing.errors import LedgerImmutable, LedgerUnbalanced
+from tollgate.billing.errors import LedgerImmutable, LedgerUnbalanced, RefundExceedsCaptured
 from tollgate.billing.models import (
     Invoice,
     LedgerAccount,
@@ -176,7 +176,7 @@ def test_the_ledger_stays_balanced_after_any_sequence_of_operations(paid, staff,
     # Examples share the fixture's payment, so the ledger grows across them: it must stay balanced.
     for operation, amount in steps:
         if operation == "refund":
-            with contextlib.suppress(services.RefundExceedsCaptured):
+            with contextlib.suppress(RefundExceedsCaptured):
                 services.refund_issue(
                     payment=paid,
                     amount=amount,

@@ -19,6 +19,7 @@ from tollgate.billing.gateways.sandbox.models import SandboxCharge
 from tollgate.billing.models import Invoice, LedgerTransaction, PaymentAttempt
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
+from tollgate.billing.steps.payments import payment_begin_locked
 
 pytestmark = pytest.mark.django_db
 
@@ -163,7 +164,7 @@ def test_a_payment_the_gateway_never_received_is_sent_again_under_the_same_key(
     switch_card(customer, CARD_OK)
     with transaction.atomic():
         # A worker records the attempt, commits, and dies before the request leaves.
-        crashed = services.payment_begin(
+        crashed = payment_begin_locked(
             locks=lock_invoice(open_invoice), gateway_name="sandbox", off_session=True, actor=None
         ).payment
     assert crashed.status == PaymentStatus.PENDING

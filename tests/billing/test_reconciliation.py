@@ -52,6 +52,7 @@ from tollgate.billing.reconciliation import (
 )
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, RefundStatus, SubscriptionStatus
+from tollgate.billing.steps.payments import payment_begin_locked
 from tollgate.billing.tasks import reconciliation_daily_task
 from tollgate.core import clock
 from tollgate.core.errors import ValidationFailed
@@ -287,7 +288,7 @@ def test_a_payment_the_gateway_never_received_is_unresolved_and_never_sent(custo
         )
         with transaction.atomic():
             # A worker records the attempt and dies before the request leaves.
-            pending = services.payment_begin(
+            pending = payment_begin_locked(
                 locks=lock_invoice(invoice), gateway_name="sandbox", off_session=True, actor=None
             ).payment
 

@@ -13,6 +13,7 @@ from tollgate.billing.gateways.sandbox.models import SandboxRefund
 from tollgate.billing.models import LedgerEntry, PaymentAttempt, Refund
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import RefundStatus
+from tollgate.billing.steps.refunds import refund_fingerprint
 from tollgate.core import clock
 from tollgate.core.errors import (
     IdempotencyKeyInProgress,
@@ -145,7 +146,7 @@ def crashed_refund(payment, staff, amount, *, key, at=None):
         idempotency_key=key,
         actor=staff,
         created_at=at or clock.now(),
-        request_fingerprint=services.refund_fingerprint(
+        request_fingerprint=refund_fingerprint(
             payment=payment, amount=amount, reason=reason, note=note
         ),
     )

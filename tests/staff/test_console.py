@@ -16,10 +16,10 @@ from tollgate.audit.models import AuditEvent
 from tollgate.billing import inbox, services
 from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.customer_summary import customer_summary
-from tollgate.billing.disputes import DisputeReport, dispute_acknowledge, dispute_record
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, Refund
 from tollgate.billing.reports import customer_lookup
+from tollgate.billing.services.disputes import DisputeReport, dispute_acknowledge, dispute_record
 from tollgate.core import clock
 from tollgate.core.money import Money
 from tollgate.integrations.customers import customer_create_or_find

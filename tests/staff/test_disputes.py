@@ -10,8 +10,8 @@ import pytest
 
 from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import reports, services
-from tollgate.billing.disputes import DisputeReport, dispute_acknowledge, dispute_record
 from tollgate.billing.models import PaymentAttempt
+from tollgate.billing.services.disputes import DisputeReport, dispute_acknowledge, dispute_record
 
 pytestmark = pytest.mark.django_db
 

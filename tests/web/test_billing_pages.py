@@ -25,7 +25,7 @@ from tests.web.conftest import card_saved_on_hosted_form, form_token
 from tollgate.billing import services
 from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
-from tollgate.billing.models import Invoice, PaymentAttempt, Subscription
+from tollgate.billing.models import Invoice, InvoiceLine, PaymentAttempt, Refund, Subscription
 from tollgate.billing.previews import ChangeTiming, change_preview
 from tollgate.billing.selectors import account_payment_overdue, subscription_overview
 from tollgate.billing.states import SUBSCRIPTION_ENDED, InvoiceStatus, SubscriptionStatus
@@ -234,7 +234,7 @@ def test_dashboard_queries_stay_bounded_with_two_hundred_invoices(
             currency="USD",
             lines=[
                 services.LineSpec(
-                    kind=services.InvoiceLine.Kind.PLAN_CHARGE, description="Extra", amount=100
+                    kind=InvoiceLine.Kind.PLAN_CHARGE, description="Extra", amount=100
                 )
             ],
         )
@@ -293,7 +293,7 @@ def test_the_receipt_shows_a_refund(billing_client, price, account_customer, sta
     services.refund_issue(
         payment=invoice.payments.get(),
         amount=500,
-        reason=services.Refund.Reason.REQUESTED_BY_CUSTOMER,
+        reason=Refund.Reason.REQUESTED_BY_CUSTOMER,
         note="Goodwill",
         actor=staff,
         idempotency_key=new_key(),

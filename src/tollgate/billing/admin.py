@@ -9,7 +9,6 @@ from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from tollgate.billing.disputes import dispute_acknowledge
 from tollgate.billing.models import (
     Customer,
     Dispute,
@@ -24,6 +23,7 @@ from tollgate.billing.models import (
     Refund,
     Subscription,
 )
+from tollgate.billing.services.disputes import dispute_acknowledge
 
 
 class ReadOnly:

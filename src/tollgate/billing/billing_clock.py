@@ -53,12 +53,14 @@ from tollgate.billing.models import (
     Refund,
     Subscription,
 )
+from tollgate.billing.periods import price_months
 from tollgate.billing.renewals import (
     PlainRenewal,
     renewal_charges_send,
     renewal_is_plain,
     renewals_begin_locked,
 )
+from tollgate.billing.services.payments import payment_send
 from tollgate.billing.states import (
     PAYMENT_LIVE,
     SUBSCRIPTION_ENDED,
@@ -66,6 +68,21 @@ from tollgate.billing.states import (
     PaymentStatus,
     RefundStatus,
     SubscriptionStatus,
+)
+from tollgate.billing.steps.invoices import (
+    invoice_draft_for_period_locked,
+    invoice_finalize_locked,
+    invoice_void_locked,
+)
+from tollgate.billing.steps.payments import (
+    PendingCharge,
+    payment_begin_locked,
+    payment_fail_without_card_locked,
+)
+from tollgate.billing.steps.subscriptions import (
+    subscription_end_locked,
+    subscription_event_publish,
+    subscription_move_locked,
 )
 from tollgate.catalog.models import Price
 from tollgate.core import clock
@@ -271,7 +288,7 @@ def _plain_renewals(
     subscriptions: dict[int, Subscription],
     cards: dict[int, PaymentMethod],
     gateway_name: str,
-) -> tuple[set[int], list[services.PendingCharge]]:
+) -> tuple[set[int], list[PendingCharge]]:
     """Renew the batch's plain renewals set-wise (``billing.renewals``) in a savepoint; returns
     the customers done and the charges to send after commit. If that fails, nothing of it stays
     and every renewal of the batch goes the one-by-one way, where a failure stays with its item."""
@@ -307,7 +324,7 @@ def _period_end(
         and trial_end_without_card(subscription.price.plan) == SubscriptionStatus.CANCELED
     )
     if subscription.cancel_at_period_end or ends_without_card:
-        services.subscription_end_locked(
+        subscription_end_locked(
             subscription=subscription, status=SubscriptionStatus.CANCELED, at=end
         )
         audit_record(
@@ -319,12 +336,12 @@ def _period_end(
         return
     if subscription.scheduled_price is not None:
         new_price = subscription.scheduled_price
-        if services.price_months(new_price) != services.price_months(subscription.price):
+        if price_months(new_price) != price_months(subscription.price):
             subscription.billing_anchor = end  # a new interval starts its own schedule
         subscription.price, subscription.scheduled_price = new_price, None
         entitlements_changed(customer=customer)
     period = periods.period_at(
-        anchor=subscription.billing_anchor, months=services.price_months(subscription.price), at=end
+        anchor=subscription.billing_anchor, months=price_months(subscription.price), at=end
     )
     subscription.current_period_start, subscription.current_period_end = period.start, period.end
     subscription.save(
@@ -338,17 +355,15 @@ def _period_end(
     )
     if subscription.status == SubscriptionStatus.TRIALING:
         target = SubscriptionStatus.ACTIVE if has_card else SubscriptionStatus.INCOMPLETE
-        services.subscription_move_locked(subscription=subscription, target=target)  # publishes too
+        subscription_move_locked(subscription=subscription, target=target)  # publishes too
     else:
-        services.subscription_event_publish(
-            subscription=subscription, event_type="subscription.updated"
-        )
-    invoice = services.invoice_draft_for_period_locked(
+        subscription_event_publish(subscription=subscription, event_type="subscription.updated")
+    invoice = invoice_draft_for_period_locked(
         subscription=subscription,
         period=period,
         billing_reason=Invoice.BillingReason.SUBSCRIPTION_CYCLE,
     )
-    services.invoice_finalize_locked(customer=customer, subscription=subscription, invoice=invoice)
+    invoice_finalize_locked(customer=customer, subscription=subscription, invoice=invoice)
     if (
         invoice.status == InvoiceStatus.OPEN
         and subscription.status != SubscriptionStatus.INCOMPLETE
@@ -414,8 +429,8 @@ def _expire(
     ):
         return
     for invoice in invoices:
-        services.invoice_void_locked(customer=customer, invoice=invoice)
-    services.subscription_end_locked(
+        invoice_void_locked(customer=customer, invoice=invoice)
+    subscription_end_locked(
         subscription=subscription, status=SubscriptionStatus.INCOMPLETE_EXPIRED, at=clock.now()
     )
     audit_record(action="billing.subscription_expired", target=subscription)
@@ -430,7 +445,7 @@ def _due_charges(
         status=InvoiceStatus.OPEN, next_payment_attempt_at__lte=due_at
     ).exclude(payments__status__in=sorted(PAYMENT_LIVE))
     gateway_name = gateway_get().name
-    charges: list[services.PendingCharge] = []
+    charges: list[PendingCharge] = []
     with transaction.atomic(durable=True):
         customers = _claim(due, batch_size, skip)
         # The claimed customers' due invoices and their subscriptions, each locked in one query
@@ -464,7 +479,7 @@ def _due_charges(
             )
             skip.add(customer.pk)  # all its due invoices were just handled: once per run
     for charge in charges:
-        services.payment_send(charge=charge, actor=None)
+        payment_send(charge=charge, actor=None)
         result.charged += 1
     return len(customers)
 
@@ -474,7 +489,7 @@ def _begin_charges(
     invoices: list[Invoice],
     subscriptions: dict[int, Subscription],
     gateway_name: str,
-    charges: list[services.PendingCharge],
+    charges: list[PendingCharge],
 ) -> None:
     """Record pending attempts for the customer's locked due invoices and add them to ``charges``."""
     begun = []
@@ -487,10 +502,10 @@ def _begin_charges(
         )
         try:
             begun.append(
-                services.payment_begin(
+                payment_begin_locked(
                     locks=locks, gateway_name=gateway_name, off_session=True, actor=None
                 )
             )
         except PaymentMethodRequired:
-            services.payment_fail_without_card(locks=locks, gateway_name=gateway_name)
+            payment_fail_without_card_locked(locks=locks, gateway_name=gateway_name)
     charges.extend(begun)  # only once every attempt of this customer is recorded

@@ -16,8 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Q
 
 from tollgate.billing.models import Customer, Invoice, PaymentAttempt, Refund, Subscription
+from tollgate.billing.states import InvoiceStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,4 +106,19 @@ def lock_refund(refund: Refund) -> RefundLocks:
         invoice=parents.invoice,
         payment=parents.payment,
         refund=Refund.objects.select_for_update().get(pk=refund.pk),
+    )
+
+
+def lock_subscription_invoices(*, subscription: Subscription, with_paid: bool) -> list[Invoice]:
+    """Lock the subscription's open invoices and, ``with_paid``, the paid ones of its current
+    period (in one statement, by primary key: the lock order)."""
+    wanted = Q(status=InvoiceStatus.OPEN)
+    if with_paid:
+        wanted |= Q(
+            status=InvoiceStatus.PAID,
+            period_start__gte=subscription.current_period_start,
+            period_end__lte=subscription.current_period_end,
+        )
+    return list(
+        Invoice.objects.select_for_update().filter(wanted, subscription=subscription).order_by("pk")
     )

@@ -96,3 +96,8 @@ def period_at(*, anchor: dt.datetime, months: int, at: dt.datetime) -> Period:
 def period_after(*, anchor: dt.datetime, months: int, period: Period) -> Period:
     """The period that follows ``period`` in the schedule starting at ``anchor``."""
     return period_at(anchor=anchor, months=months, at=period.end)
+
+
+def price_months(price: Price) -> int:
+    """How many months one period of ``price`` lasts."""
+    return interval_months(interval=price.interval, interval_count=price.interval_count)

@@ -5,7 +5,7 @@ A renewal is *plain* when an active subscription reaches the end of its period w
 to decide: no cancellation or price change scheduled, a price above zero, a default card on the
 configured gateway, per-customer invoice numbering. For a batch of them this does, in the clock's
 batch transaction and under the rows it locked (customer -> subscription), what
-``billing_clock._period_end`` followed by ``services.payment_begin`` does for one subscription:
+``billing_clock._period_end`` followed by ``payment_begin_locked`` does for one subscription:
 the period moves on, the period's invoice is created with its plan line, numbered, finalized and
 posted to the ledger, and its first payment attempt is recorded as pending; everything audited.
 Then, after that commit, the charges are sent and their outcomes recorded: the successes of the
@@ -41,7 +41,24 @@ from tollgate.billing.models import (
     PaymentMethod,
     Subscription,
 )
+from tollgate.billing.periods import price_months
+from tollgate.billing.services.payments import payment_charge_requests_send
 from tollgate.billing.states import PAYMENT, InvoiceStatus, PaymentStatus, SubscriptionStatus
+from tollgate.billing.steps.invoices import (
+    customer_invoice_number_take,
+    invoice_line_rows,
+    invoice_paid_apply,
+    invoice_paid_publish,
+    plan_charge_line,
+)
+from tollgate.billing.steps.payments import (
+    PendingCharge,
+    charge_request_for,
+    payment_attempt_build,
+    payment_notify,
+    payment_outcome_audit,
+)
+from tollgate.billing.steps.subscriptions import subscription_event_publish
 from tollgate.core import clock
 from tollgate.core.outbox import outbox_batch
 
@@ -72,7 +89,7 @@ def renewal_is_plain(
 
 def renewals_begin_locked(
     *, renewals: list[PlainRenewal], gateway_name: str
-) -> list[services.PendingCharge]:
+) -> list[PendingCharge]:
     """Renew plain subscriptions, in the caller's transaction and under its locks: the next
     period, its invoice (finalized and posted) and a pending first attempt at paying it, for each.
     Returns the charges to send once that transaction has committed."""
@@ -87,7 +104,7 @@ def renewals_begin_locked(
         previous_ends.append(subscription.current_period_end)
         period = periods.period_at(
             anchor=subscription.billing_anchor,
-            months=services.price_months(price),
+            months=price_months(price),
             at=subscription.current_period_end,
         )
         subscription.current_period_start, subscription.current_period_end = (
@@ -104,7 +121,7 @@ def renewals_begin_locked(
                 period_start=period.start,
                 period_end=period.end,
                 total=price.amount,
-                number=services.customer_invoice_number_take(renewal.customer),
+                number=customer_invoice_number_take(renewal.customer),
                 status=InvoiceStatus.OPEN,
                 finalized_at=now,
             )
@@ -133,9 +150,9 @@ def renewals_begin_locked(
         [
             row
             for renewal, invoice, period in zip(renewals, invoices, new_periods, strict=True)
-            for row in services.invoice_line_rows(
+            for row in invoice_line_rows(
                 invoice=invoice,
-                lines=[services.plan_charge_line(price=renewal.subscription.price, period=period)],
+                lines=[plan_charge_line(price=renewal.subscription.price, period=period)],
             )
         ]
     )
@@ -146,7 +163,7 @@ def renewals_begin_locked(
         ]
     )
     payments = [
-        services.payment_attempt_build(
+        payment_attempt_build(
             invoice=invoice,
             number=1,
             method=renewal.method,
@@ -177,23 +194,19 @@ def renewals_begin_locked(
     AuditEvent.objects.bulk_create(events)
     with outbox_batch():
         for subscription in subscriptions:
-            services.subscription_event_publish(
-                subscription=subscription, event_type="subscription.updated"
-            )
+            subscription_event_publish(subscription=subscription, event_type="subscription.updated")
     charges = []
     for renewal, invoice, payment in zip(renewals, invoices, payments, strict=True):
         invoice.customer = renewal.customer  # the charge request reads its gateway reference
-        request = services.charge_request_for(
-            payment=payment, invoice=invoice, method=renewal.method
-        )
-        charges.append(services.PendingCharge(payment=payment, request=request))
+        request = charge_request_for(payment=payment, invoice=invoice, method=renewal.method)
+        charges.append(PendingCharge(payment=payment, request=request))
     return charges
 
 
-def renewal_charges_send(charges: list[services.PendingCharge]) -> None:
+def renewal_charges_send(charges: list[PendingCharge]) -> None:
     """Send committed pending charges (outside any transaction) and record their outcomes: the
     successes together, anything else one by one."""
-    results = list(zip(charges, services.payment_charge_requests_send(charges), strict=True))
+    results = list(zip(charges, payment_charge_requests_send(charges), strict=True))
     recorded = _successes_record(
         [
             (charge, result)
@@ -206,7 +219,7 @@ def renewal_charges_send(charges: list[services.PendingCharge]) -> None:
             services.payment_outcome_record(payment=charge.payment, result=result, actor=None)
 
 
-def _successes_record(successes: list[tuple[services.PendingCharge, ChargeResult]]) -> set[int]:
+def _successes_record(successes: list[tuple[PendingCharge, ChargeResult]]) -> set[int]:
     """Record captured payments (the renewals' own pending charges) in one transaction; returns
     the pks recorded. A payment that is no longer pending, or whose invoice or subscription is not
     in the state a plain renewal leaves it in, is left for the one-by-one path."""
@@ -258,7 +271,7 @@ def _successes_record(successes: list[tuple[services.PendingCharge, ChargeResult
             payment.status = PAYMENT.check(current=payment.status, target=PaymentStatus.SUCCEEDED)
             payment.gateway_reference = result.reference or payment.gateway_reference
             payment.completed_at = now
-            services.invoice_paid_apply(invoice=invoice, now=now)
+            invoice_paid_apply(invoice=invoice, now=now)
             recorded.append(
                 PaymentLocks(
                     customer=customers[invoice.customer_id],
@@ -288,12 +301,12 @@ def _successes_record(successes: list[tuple[services.PendingCharge, ChargeResult
         )
         AuditEvent.objects.bulk_create(
             [
-                audit_event_build(**services.payment_outcome_audit(locks=locks, actor=None))
+                audit_event_build(**payment_outcome_audit(locks=locks, actor=None))
                 for locks in recorded
             ]
         )
         with outbox_batch():
             for locks in recorded:
-                services.invoice_paid_publish(invoice=locks.invoice)
-                services.payment_notify(locks)
+                invoice_paid_publish(invoice=locks.invoice)
+                payment_notify(locks)
     return {locks.payment.pk for locks in recorded}

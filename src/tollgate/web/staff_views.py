@@ -26,7 +26,6 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from tollgate.accounts.models import User
 from tollgate.billing import customer_summary as summary
 from tollgate.billing import inbox, reports, services
-from tollgate.billing.disputes import dispute_acknowledge as dispute_seen
 from tollgate.billing.models import (
     Dispute,
     InboundEvent,
@@ -35,6 +34,7 @@ from tollgate.billing.models import (
     Refund,
     Subscription,
 )
+from tollgate.billing.services.disputes import dispute_acknowledge as dispute_seen
 from tollgate.billing.states import InvoiceStatus, PaymentStatus
 from tollgate.core.errors import IdempotencyKeyInProgress, TollgateError
 from tollgate.core.idempotency import form_token_issue, form_token_redeem

@@ -9,8 +9,8 @@ from django.urls import reverse
 from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
-from tollgate.billing.disputes import DisputeReport, dispute_record
 from tollgate.billing.models import Dispute, PaymentAttempt
+from tollgate.billing.services.disputes import DisputeReport, dispute_record
 
 pytestmark = pytest.mark.django_db
 

@@ -16,13 +16,14 @@ from typing import Any
 
 import structlog
 
-from tollgate.billing import disputes, services
+from tollgate.billing import services
 from tollgate.billing.errors import EventNotReady
 from tollgate.billing.gateways.base import SetupStatus
 from tollgate.billing.gateways.stripe.adapter import StripeGateway, saved_card, stripe_field
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA
 from tollgate.billing.gateways.stripe.currencies import tollgate_amount
 from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, PaymentMethod, Refund
+from tollgate.billing.services import disputes
 from tollgate.billing.states import PaymentStatus, RefundStatus
 
 log = structlog.get_logger(__name__)

@@ -1,0 +1,561 @@
+"""Subscription writes: start (the checkout), cancel (now or at the period end, optionally with a
+prorated refund), resume, change price (an upgrade now, anything else at the period end), drop a
+scheduled change, and the staff's free extension. Each is one durable transaction under
+``lock_subscription``, audited, its events and emails in the outbox; a charge it needs is made
+after commit by ``services.payments.invoice_charge``."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import transaction
+
+from tollgate.accounts.models import User
+from tollgate.audit.services import audit_record
+from tollgate.billing import periods, previews
+from tollgate.billing.emails import subscription_confirmation_send
+from tollgate.billing.entitlements import entitlements_changed
+from tollgate.billing.errors import (
+    PaymentInProgress,
+    PaymentMethodRequired,
+    SubscriptionExists,
+    TransitionRefused,
+)
+from tollgate.billing.locks import lock_customer, lock_subscription, lock_subscription_invoices
+from tollgate.billing.models import Customer, Invoice, PaymentAttempt, Refund, Subscription
+from tollgate.billing.periods import price_months
+from tollgate.billing.selectors import payment_method_default
+from tollgate.billing.services.payments import invoice_charge
+from tollgate.billing.services.refunds import refund_send
+from tollgate.billing.states import (
+    PAYMENT_LIVE,
+    SUBSCRIPTION,
+    SUBSCRIPTION_ENDED,
+    InvoiceStatus,
+    SubscriptionStatus,
+)
+from tollgate.billing.steps.invoices import (
+    invoice_draft_for_period_locked,
+    invoice_finalize_locked,
+    invoice_void_locked,
+    upgrade_invoice_locked,
+)
+from tollgate.billing.steps.refunds import unused_time_refunds_locked
+from tollgate.billing.steps.subscriptions import (
+    subscription_canceled_notify,
+    subscription_end_locked,
+    subscription_event_publish,
+)
+from tollgate.catalog.models import Price
+from tollgate.core import clock
+from tollgate.core.errors import PermissionDenied, ValidationFailed
+from tollgate.core.idempotency import IdempotencyClaim, PublicIdResult, idempotent
+
+# What a keyed request stores as its result: the object's public id, read back fresh on a replay.
+_SUBSCRIPTION_RESULT = PublicIdResult(Subscription)
+
+
+def subscription_start(
+    *,
+    customer: Customer,
+    price: Price,
+    trial: bool = True,
+    actor: User | None = None,
+    idempotency_key: str,
+) -> Subscription:
+    """Start ``customer`` on ``price`` (the checkout); a customer has at most one subscription that
+    has not ended.
+
+    With a trial (``trial`` and the plan has trial days) the subscription is ``trialing`` until the
+    trial ends and nothing is charged now; a card is needed only if the plan says so
+    (``trial_requires_card``); its billing periods are anchored on the trial's end. Without one it is ``incomplete`` and its first invoice is created and finalized in
+    the same transaction, then charged on session: the subscription becomes ``active`` when that
+    payment succeeds (at once for a free price) and stays ``incomplete`` otherwise.
+
+    Done once per ``idempotency_key`` of the customer: the same request again returns the same
+    subscription, a different request with the key is refused (422), and while the first is still
+    running a duplicate gets a conflict (409). Without the key, two checkouts at once still make one
+    subscription: the second is refused with ``SubscriptionExists``.
+    """
+    return idempotent(
+        scope=customer.public_id,
+        key=idempotency_key,
+        operation="subscription_start",
+        parameters={"price": price.public_id, "trial": trial},
+        result=_SUBSCRIPTION_RESULT,
+        work=lambda claim: _subscription_start(
+            customer=customer, price=price, trial=trial, actor=actor, claim=claim
+        ),
+    )
+
+
+def _subscription_start(
+    *, customer: Customer, price: Price, trial: bool, actor: User | None, claim: IdempotencyClaim
+) -> Subscription:
+    if not price.active or not price.plan.active:
+        raise ValidationFailed("This price is no longer offered; choose another plan.")
+    trial_days = price.plan.trial_days if trial else 0
+    now = clock.now()
+    with transaction.atomic(durable=True):
+        locked = lock_customer(customer)
+        if (
+            Subscription.objects.filter(customer=locked)
+            .exclude(status__in=sorted(SUBSCRIPTION_ENDED))
+            .exists()
+        ):
+            raise SubscriptionExists()
+        invoice = None
+        if trial_days:
+            if price.plan.trial_requires_card and payment_method_default(customer=locked) is None:
+                raise PaymentMethodRequired("This plan's trial starts once a card is saved.")
+            trial_end = now + dt.timedelta(days=trial_days)
+            subscription = Subscription.objects.create(
+                customer=locked,
+                price=price,
+                status=SubscriptionStatus.TRIALING,
+                billing_anchor=trial_end,
+                current_period_start=now,
+                current_period_end=trial_end,
+                trial_end=trial_end,
+            )
+        else:
+            if price.amount > 0 and payment_method_default(customer=locked) is None:
+                raise PaymentMethodRequired()
+            period = periods.period_number(anchor=now, months=price_months(price), index=0)
+            subscription = Subscription.objects.create(
+                customer=locked,
+                price=price,
+                status=SubscriptionStatus.INCOMPLETE,
+                billing_anchor=now,
+                current_period_start=period.start,
+                current_period_end=period.end,
+            )
+            invoice = invoice_draft_for_period_locked(
+                subscription=subscription,
+                period=period,
+                billing_reason=Invoice.BillingReason.SUBSCRIPTION_CREATE,
+            )
+            invoice_finalize_locked(customer=locked, subscription=subscription, invoice=invoice)
+        entitlements_changed(customer=locked)
+        subscription_event_publish(subscription=subscription, event_type="subscription.created")
+        claim.checkpoint(_SUBSCRIPTION_RESULT.dump(subscription))
+        audit_record(
+            action="billing.subscription_started",
+            actor=actor,
+            target=subscription,
+            details={
+                "customer": locked.public_id,
+                "price": price.public_id,
+                "status": subscription.status,
+                "trial_days": trial_days,
+            },
+        )
+        if subscription.status == SubscriptionStatus.TRIALING:
+            subscription_confirmation_send(subscription=subscription)
+    if invoice is not None and invoice.status == InvoiceStatus.OPEN:
+        invoice_charge(invoice=invoice, off_session=False, actor=actor)
+        subscription.refresh_from_db()
+    return subscription
+
+
+def subscription_cancel(
+    *,
+    subscription: Subscription,
+    at_period_end: bool,
+    prorated_refund: bool = False,
+    actor: User | None = None,
+    idempotency_key: str,
+    reason: str = "",
+    comment: str = "",
+) -> Subscription:
+    """Cancel a subscription, at the end of its current period or now, and email the customer.
+
+    At the period end: the customer keeps access until then and can resume before it; the billing
+    clock ends the subscription at that moment without another invoice. Now: it ends at once and its
+    open invoices are voided (nothing more is owed). A payment still in progress blocks cancelling
+    now: its outcome may move money.
+
+    With ``prorated_refund`` (now only), the unused time of what was paid for the current period is
+    refunded (``unused_paid_time``: rounded by ``proration.py`` in the customer's favour); it is
+    never more than what was captured for this period and not refunded yet, and it comes from the
+    period's latest payments first. The refunds go the way of
+    ``refund_issue``: reserved on their payments under the row locks in the cancellation's
+    transaction, sent to the gateway after commit, posted to the ledger and emailed on success.
+
+    ``reason`` (a ``Subscription.CancellationReason``) and ``comment`` are the customer's answer to
+    the cancellation survey, kept on the subscription.
+
+    Done once per ``idempotency_key`` of the customer (see ``subscription_start``).
+    """
+    if reason and reason not in Subscription.CancellationReason.values:
+        raise ValidationFailed("Choose one of the listed reasons.", details={"field": "reason"})
+    if prorated_refund and at_period_end:
+        raise ValidationFailed(
+            "A prorated refund is given only when canceling now.",
+            details={"field": "prorated_refund"},
+        )
+    return idempotent(
+        scope=subscription.customer.public_id,
+        key=idempotency_key,
+        operation="subscription_cancel",
+        parameters={
+            "subscription": subscription.public_id,
+            "at_period_end": at_period_end,
+            "prorated_refund": prorated_refund,
+            "reason": reason,
+            "comment": comment,
+        },
+        result=_SUBSCRIPTION_RESULT,
+        work=lambda claim: _subscription_cancel(
+            subscription=subscription,
+            at_period_end=at_period_end,
+            prorated_refund=prorated_refund,
+            actor=actor,
+            claim=claim,
+            reason=reason,
+            comment=comment[:500],
+        ),
+    )
+
+
+def _subscription_cancel(
+    *,
+    subscription: Subscription,
+    at_period_end: bool,
+    prorated_refund: bool,
+    actor: User | None,
+    claim: IdempotencyClaim,
+    reason: str = "",
+    comment: str = "",
+) -> Subscription:
+    now = clock.now()
+    refunds: list[Refund] = []
+    with transaction.atomic(durable=True):
+        locks = lock_subscription(subscription)
+        current = locks.subscription
+        current.cancellation_reason, current.cancellation_comment = reason, comment
+        if at_period_end:
+            if current.status not in _CANCELABLE_AT_PERIOD_END:
+                raise TransitionRefused(
+                    f"A {current.status} subscription can only be canceled now.",
+                    details={"object": "subscription", "from": current.status},
+                )
+            current.cancel_at_period_end = True
+            current.canceled_at = now
+            current.save(
+                update_fields=[
+                    "cancel_at_period_end",
+                    "canceled_at",
+                    "cancellation_reason",
+                    "cancellation_comment",
+                ]
+            )
+            subscription_event_publish(subscription=current, event_type="subscription.canceled")
+        else:
+            SUBSCRIPTION.check(current=current.status, target=SubscriptionStatus.CANCELED)
+            invoices = lock_subscription_invoices(subscription=current, with_paid=prorated_refund)
+            open_invoices = [
+                invoice for invoice in invoices if invoice.status == InvoiceStatus.OPEN
+            ]
+            live = PaymentAttempt.objects.filter(
+                invoice__in=open_invoices, status__in=sorted(PAYMENT_LIVE)
+            ).first()
+            if live is not None:
+                raise PaymentInProgress(details={"payment": live.public_id, "status": live.status})
+            if prorated_refund:
+                refunds = unused_time_refunds_locked(
+                    subscription=current,
+                    paid=[invoice for invoice in invoices if invoice.status == InvoiceStatus.PAID],
+                    now=now,
+                    actor=actor,
+                )
+            for invoice in open_invoices:
+                invoice_void_locked(customer=locks.customer, invoice=invoice)
+            subscription_end_locked(
+                subscription=current, status=SubscriptionStatus.CANCELED, at=now
+            )
+            current.canceled_at = now
+            current.save(
+                update_fields=["canceled_at", "cancellation_reason", "cancellation_comment"]
+            )
+        claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
+        refunded = sum(refund.amount for refund in refunds)
+        audit_record(
+            action="billing.subscription_canceled",
+            actor=actor,
+            target=current,
+            details={
+                "at_period_end": at_period_end,
+                "status": current.status,
+                "reason": reason,
+                "refunded": refunded,
+                "refunds": [refund.public_id for refund in refunds],
+            },
+        )
+        subscription_canceled_notify(
+            customer=locks.customer, subscription=current, refunded=refunded, now=now
+        )
+    for refund in refunds:
+        refund_send(refund=refund, payment=refund.payment, actor=actor)
+    return current
+
+
+_CANCELABLE_AT_PERIOD_END = frozenset(
+    {SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
+)
+
+
+def subscription_resume(*, subscription: Subscription, actor: User | None = None) -> Subscription:
+    """Undo a cancellation scheduled for the period end, while that period has not ended."""
+    with transaction.atomic(durable=True):
+        current = lock_subscription(subscription).subscription
+        if (
+            not current.cancel_at_period_end
+            or current.status in SUBSCRIPTION_ENDED
+            or clock.now() >= current.current_period_end
+        ):
+            raise TransitionRefused(
+                "Only a subscription set to cancel at the end of a period that has not ended yet "
+                "can be resumed.",
+                details={"object": "subscription", "from": current.status},
+            )
+        current.cancel_at_period_end = False
+        current.canceled_at = None
+        current.cancellation_reason = current.cancellation_comment = ""
+        current.save(
+            update_fields=[
+                "cancel_at_period_end",
+                "canceled_at",
+                "cancellation_reason",
+                "cancellation_comment",
+            ]
+        )
+        subscription_event_publish(subscription=current, event_type="subscription.resumed")
+        audit_record(action="billing.subscription_resumed", actor=actor, target=current)
+    return current
+
+
+def subscription_change_price(
+    *,
+    subscription: Subscription,
+    price: Price,
+    actor: User | None = None,
+    idempotency_key: str,
+) -> Subscription:
+    """Move a subscription to another price.
+
+    - An upgrade (a higher amount for the same billing interval) takes effect now: an invoice with a
+      credit for the unused time on the old price and a charge for the remaining time on the new one,
+      prorated to the second (``proration.upgrade``), is finalized and charged on session. If that
+      payment fails the change stands and the invoice is retried like a renewal (dunning). During a
+      trial the price simply changes: nothing was paid, so nothing is prorated.
+    - A downgrade (the same or a lower amount) and any change of interval (monthly <-> yearly) are
+      scheduled for the end of the current period, cancellable until then; a new interval starts its
+      own schedule at that moment.
+
+    Done once per ``idempotency_key`` of the customer (see ``subscription_start``): a repeated
+    upgrade returns the subscription as the first request left it and charges nothing more.
+    """
+    return idempotent(
+        scope=subscription.customer.public_id,
+        key=idempotency_key,
+        operation="subscription_change_price",
+        parameters={"subscription": subscription.public_id, "price": price.public_id},
+        result=_SUBSCRIPTION_RESULT,
+        work=lambda claim: _subscription_change_price(
+            subscription=subscription, price=price, actor=actor, claim=claim
+        ),
+    )
+
+
+def _subscription_change_price(
+    *, subscription: Subscription, price: Price, actor: User | None, claim: IdempotencyClaim
+) -> Subscription:
+    if not price.active or not price.plan.active:
+        raise ValidationFailed("This price is no longer offered; choose another plan.")
+    now = clock.now()
+    with transaction.atomic(durable=True):
+        locks = lock_subscription(subscription)
+        current = locks.subscription
+        old = current.price
+        if price.pk == old.pk:
+            raise ValidationFailed("The subscription is already on this price.")
+        if price.currency != old.currency:
+            raise ValidationFailed("A subscription keeps its currency; choose a price in it.")
+        timing = previews.change_timing(subscription=current, price=price)
+        if now >= current.current_period_end:
+            raise TransitionRefused(
+                "The current period has ended and is being renewed; try again in a minute.",
+                details={"object": "subscription", "from": current.status},
+            )
+        if current.status not in _CHANGEABLE:
+            raise TransitionRefused(
+                f"A {current.status} subscription cannot change plans; pay or restart it first.",
+                details={"object": "subscription", "from": current.status},
+            )
+        invoice = None
+        if timing == previews.ChangeTiming.PERIOD_END:
+            current.scheduled_price = price
+            current.save(update_fields=["scheduled_price"])
+            change = "scheduled"
+        elif timing == previews.ChangeTiming.TRIAL:
+            current.price, current.scheduled_price = price, None
+            current.save(update_fields=["price", "scheduled_price"])
+            entitlements_changed(customer=locks.customer)
+            change = "now"
+        else:
+            invoice = upgrade_invoice_locked(locks=locks, price=price, now=now)
+            entitlements_changed(customer=locks.customer)
+            change = "now"
+        subscription_event_publish(subscription=current, event_type="subscription.updated")
+        claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
+        audit_record(
+            action="billing.subscription_price_changed",
+            actor=actor,
+            target=current,
+            details={"from": old.public_id, "to": price.public_id, "when": change},
+        )
+    if invoice is not None and invoice.status == InvoiceStatus.OPEN:
+        invoice_charge(invoice=invoice, off_session=False, actor=actor)
+        current.refresh_from_db()
+    return current
+
+
+_CHANGEABLE = frozenset(
+    {SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
+)
+
+
+def subscription_scheduled_change_cancel(
+    *, subscription: Subscription, actor: User | None = None
+) -> Subscription:
+    """Drop a price change scheduled for the period end; the subscription keeps its price."""
+    with transaction.atomic(durable=True):
+        current = lock_subscription(subscription).subscription
+        if current.scheduled_price is None:
+            raise TransitionRefused(
+                "No plan change is scheduled.", details={"object": "subscription"}
+            )
+        dropped = current.scheduled_price
+        current.scheduled_price = None
+        current.save(update_fields=["scheduled_price"])
+        subscription_event_publish(subscription=current, event_type="subscription.updated")
+        audit_record(
+            action="billing.subscription_price_change_canceled",
+            actor=actor,
+            target=current,
+            details={"dropped": dropped.public_id},
+        )
+    return current
+
+
+EXTEND_MAX_DAYS = 366
+
+
+_EXTENDABLE = frozenset({SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE})
+
+
+def subscription_extend(
+    *,
+    subscription: Subscription,
+    days: int,
+    reason: str,
+    actor: User,
+    idempotency_key: str | None = None,
+) -> Subscription:
+    """Give a subscription ``days`` (1 to 366) more of its current period, free: by staff, with a
+    reason, audited. No money moves and no status changes.
+
+    The rule: the current period's end moves ``days`` later, and the billing schedule is anchored
+    on that new end (``billing_anchor = current_period_end``), so the next period starts exactly
+    where the extended one ends and keeps the plan's length from there (``periods.py``: the day of
+    the month may change, as it does when an interval change starts a new schedule). Whatever waits
+    for the period end (a renewal, a scheduled plan change, a cancellation at period end) happens
+    at the new end.
+
+    - ``trialing``: the trial is extended; ``trial_end`` moves with the period end (they are one
+      moment during a trial), and the trial converts at the new end as before.
+    - ``active``: the paid period is extended; its invoice stays as it was (finalized invoices
+      never change), and the next renewal invoice starts at the new end.
+    - Any other status is refused (``TransitionRefused``): a past-due, unpaid or incomplete
+      subscription owes an invoice for the period it is in (extending would not settle it), and an
+      ended one has no period left. A period that has already ended is being renewed: refused too.
+
+    With ``idempotency_key`` (a form's single-use token) the extension is done once per key of the
+    customer: submitting the same form again returns the subscription without extending it twice.
+    """
+    if not actor.is_staff:
+        raise PermissionDenied("Only staff can extend subscriptions.")
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= EXTEND_MAX_DAYS:
+        raise ValidationFailed(
+            f"Extend by a whole number of days from 1 to {EXTEND_MAX_DAYS}.",
+            details={"field": "days"},
+        )
+    if not reason.strip():
+        raise ValidationFailed("Say why the subscription is extended.", details={"field": "reason"})
+    if idempotency_key is None:
+        return _subscription_extend(
+            subscription=subscription, days=days, reason=reason, actor=actor, claim=None
+        )
+    return idempotent(
+        scope=subscription.customer.public_id,
+        key=idempotency_key,
+        operation="subscription_extend",
+        parameters={"subscription": subscription.public_id, "days": days, "reason": reason},
+        result=_SUBSCRIPTION_RESULT,
+        work=lambda claim: _subscription_extend(
+            subscription=subscription, days=days, reason=reason, actor=actor, claim=claim
+        ),
+    )
+
+
+def _subscription_extend(
+    *,
+    subscription: Subscription,
+    days: int,
+    reason: str,
+    actor: User,
+    claim: IdempotencyClaim | None,
+) -> Subscription:
+    now = clock.now()
+    with transaction.atomic(durable=True):
+        current = lock_subscription(subscription).subscription
+        if current.status not in _EXTENDABLE:
+            raise TransitionRefused(
+                f"A {current.status} subscription cannot be extended; only a trialing or active "
+                "one can.",
+                details={"object": "subscription", "from": current.status},
+            )
+        if now >= current.current_period_end:
+            raise TransitionRefused(
+                "The current period has ended and is being renewed; try again in a minute.",
+                details={"object": "subscription", "from": current.status},
+            )
+        before = {
+            "current_period_end": current.current_period_end.isoformat(),
+            "billing_anchor": current.billing_anchor.isoformat(),
+            "trial_end": current.trial_end.isoformat() if current.trial_end else None,
+        }
+        new_end = current.current_period_end + dt.timedelta(days=days)
+        current.current_period_end = new_end
+        current.billing_anchor = new_end
+        if current.status == SubscriptionStatus.TRIALING:
+            current.trial_end = new_end
+        current.save(update_fields=["current_period_end", "billing_anchor", "trial_end"])
+        subscription_event_publish(subscription=current, event_type="subscription.updated")
+        if claim is not None:
+            claim.checkpoint(_SUBSCRIPTION_RESULT.dump(current))
+        audit_record(
+            action="billing.subscription_extended",
+            actor=actor,
+            target=current,
+            details={
+                "days": days,
+                "reason": reason.strip(),
+                "status": current.status,
+                "before": before,
+                "current_period_end": new_end.isoformat(),
+                "trial_end": current.trial_end.isoformat() if current.trial_end else None,
+            },
+        )
+    return current

@@ -1,0 +1,276 @@
+"""Invoice steps: drafts and their lines, finalizing (number, open, post), paying in full, voiding
+and writing off, in the caller's transaction on rows it has locked (customer first: it guards the
+invoice number). They never open a transaction or call a gateway."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db.models import Sum
+
+from tollgate.audit.services import audit_record
+from tollgate.billing import periods, previews
+from tollgate.billing.conf import InvoiceNumbering, billing_settings
+from tollgate.billing.emails import subscription_confirmation_send
+from tollgate.billing.errors import InvoiceImmutable, InvoiceTotalsMismatch
+from tollgate.billing.ledger import (
+    invoice_closed_posting,
+    invoice_finalized_posting,
+    ledger_post,
+    write_off_reversed_posting,
+)
+from tollgate.billing.locks import SubscriptionLocks
+from tollgate.billing.models import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceNumberSequence,
+    LedgerAccount,
+    LedgerTransaction,
+    Subscription,
+)
+from tollgate.billing.states import INVOICE, InvoiceStatus, SubscriptionStatus
+from tollgate.billing.steps.subscriptions import subscription_move_locked
+from tollgate.catalog.models import Price
+from tollgate.core import clock
+from tollgate.core.events import event_publish
+
+
+@dataclass(frozen=True, slots=True)
+class LineSpec:
+    kind: InvoiceLine.Kind
+    description: str
+    amount: int
+    price: Price | None = None
+    period: periods.Period | None = None
+
+
+def invoice_draft_for_period_locked(
+    *, subscription: Subscription, period: periods.Period, billing_reason: Invoice.BillingReason
+) -> Invoice:
+    """A draft invoice of the subscription's current price for ``period``."""
+    price = subscription.price
+    invoice = Invoice.objects.create(
+        customer_id=subscription.customer_id,
+        subscription=subscription,
+        billing_reason=billing_reason,
+        currency=price.currency,
+        period_start=period.start,
+        period_end=period.end,
+    )
+    invoice_lines_add_locked(invoice=invoice, lines=[plan_charge_line(price=price, period=period)])
+    return invoice
+
+
+def plan_charge_line(*, price: Price, period: periods.Period) -> LineSpec:
+    """The line that charges ``price`` for ``period``."""
+    return LineSpec(
+        kind=InvoiceLine.Kind.PLAN_CHARGE,
+        description=f"{price.plan.name} ({period.start:%Y-%m-%d} to {period.end:%Y-%m-%d})",
+        amount=price.amount,
+        price=price,
+        period=period,
+    )
+
+
+def invoice_lines_add_locked(*, invoice: Invoice, lines: Sequence[LineSpec]) -> None:
+    """Add lines to a draft and keep its total equal to the sum of its lines."""
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise InvoiceImmutable(details={"invoice": invoice.public_id})
+    InvoiceLine.objects.bulk_create(invoice_line_rows(invoice=invoice, lines=lines))
+    invoice.total += sum(line.amount for line in lines)
+    invoice.save(update_fields=["total"])
+
+
+def invoice_line_rows(*, invoice: Invoice, lines: Sequence[LineSpec]) -> list[InvoiceLine]:
+    """The rows of ``lines`` on ``invoice``, not saved yet."""
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            kind=line.kind,
+            description=line.description,
+            amount=line.amount,
+            price=line.price,
+            period_start=line.period.start if line.period else None,
+            period_end=line.period.end if line.period else None,
+        )
+        for line in lines
+    ]
+
+
+def invoice_finalize_locked(
+    *, customer: Customer, subscription: Subscription | None, invoice: Invoice
+) -> None:
+    """See ``invoice_finalize``; the caller holds the customer's lock, which guards the number."""
+    INVOICE.check(current=invoice.status, target=InvoiceStatus.OPEN)
+    line_sum = invoice.lines.aggregate(total=Sum("amount"))["total"] or 0
+    if line_sum != invoice.total:
+        raise InvoiceTotalsMismatch(
+            details={"invoice": invoice.public_id, "total": invoice.total, "lines": line_sum}
+        )
+    now = clock.now()
+    invoice.number = invoice_number_take_locked(customer)
+    invoice.status = InvoiceStatus.OPEN
+    invoice.finalized_at = now
+    invoice.save(update_fields=["number", "status", "finalized_at"])
+    if invoice.total == 0:
+        invoice_mark_paid_locked(invoice=invoice, subscription=subscription, now=now)
+        return
+    ledger_post(**invoice_finalized_posting(customer=customer, invoice=invoice, at=now))
+
+
+def invoice_number_take_locked(customer: Customer) -> str:
+    """The next invoice number; the caller holds the customer's row lock (and so the sequence)."""
+    conf = billing_settings()
+    if conf.invoice_numbering == InvoiceNumbering.ACCOUNT:
+        InvoiceNumberSequence.objects.get_or_create(name="account")
+        sequence = InvoiceNumberSequence.objects.select_for_update().get(name="account")
+        value = sequence.next_value
+        sequence.next_value = value + 1
+        sequence.save(update_fields=["next_value"])
+        return f"{conf.invoice_number_prefix}-{value:06d}"
+    number = customer_invoice_number_take(customer)
+    customer.save(update_fields=["next_invoice_sequence"])
+    return number
+
+
+def customer_invoice_number_take(customer: Customer) -> str:
+    """The customer's next invoice number (per-customer numbering), taken on the locked row in
+    memory: the caller saves ``next_invoice_sequence``."""
+    value = customer.next_invoice_sequence
+    customer.next_invoice_sequence = value + 1
+    return f"{customer.invoice_prefix}-{value:04d}"
+
+
+def invoice_mark_paid_locked(
+    *, invoice: Invoice, subscription: Subscription | None, now: dt.datetime
+) -> None:
+    """Settle the invoice in full; a subscription waiting on payment becomes active (and is
+    confirmed to the customer when this payment is what starts it)."""
+    invoice_paid_apply(invoice=invoice, now=now)
+    invoice.save(update_fields=INVOICE_PAID_FIELDS)
+    invoice_paid_publish(invoice=invoice)
+    if subscription is not None and subscription.status in (
+        SubscriptionStatus.INCOMPLETE,
+        SubscriptionStatus.PAST_DUE,
+        SubscriptionStatus.UNPAID,
+    ):
+        starts = subscription.status == SubscriptionStatus.INCOMPLETE
+        subscription_move_locked(subscription=subscription, target=SubscriptionStatus.ACTIVE)
+        if starts:
+            subscription_confirmation_send(subscription=subscription)
+
+
+INVOICE_PAID_FIELDS = ["status", "amount_paid", "paid_at", "next_payment_attempt_at"]
+
+
+def invoice_paid_publish(*, invoice: Invoice) -> None:
+    """Publish ``invoice.paid`` in the current transaction (an invoice is paid once)."""
+    event_publish(
+        event_type="invoice.paid",
+        object_type="invoice",
+        object_id=invoice.public_id,
+        key=invoice.public_id,
+    )
+
+
+def invoice_paid_apply(*, invoice: Invoice, now: dt.datetime) -> None:
+    """Mark the invoice paid in full, in memory (the caller saves ``INVOICE_PAID_FIELDS``)."""
+    invoice.status = INVOICE.check(current=invoice.status, target=InvoiceStatus.PAID)
+    invoice.amount_paid = invoice.total
+    invoice.paid_at = now
+    invoice.next_payment_attempt_at = None
+
+
+def invoice_close_locked(
+    *,
+    customer: Customer,
+    invoice: Invoice,
+    target: InvoiceStatus,
+    kind: LedgerTransaction.Kind,
+    debit: LedgerAccount,
+) -> None:
+    """Stop collecting an open (or written-off) invoice: what it was owed leaves receivables (or
+    bad debt, where a write-off moved it) for ``debit``."""
+    posting = invoice_closed_posting(
+        customer=customer, invoice=invoice, kind=kind, debit=debit, at=clock.now()
+    )
+    invoice.status = INVOICE.check(current=invoice.status, target=target)
+    invoice.next_payment_attempt_at = None
+    invoice.save(update_fields=["status", "next_payment_attempt_at"])
+    ledger_post(**posting)
+
+
+def invoice_void_locked(*, customer: Customer, invoice: Invoice) -> None:
+    """Cancel an open or written-off invoice that is no longer owed; its posting to the ledger is
+    reversed (from bad debt for a written-off one)."""
+    invoice_close_locked(
+        customer=customer,
+        invoice=invoice,
+        target=InvoiceStatus.VOID,
+        kind=LedgerTransaction.Kind.INVOICE_VOIDED,
+        debit=LedgerAccount.REVENUE,
+    )
+
+
+def invoice_write_off_locked(*, customer: Customer, invoice: Invoice) -> None:
+    """Give up collecting an open invoice; what it was owed moves to bad debt."""
+    invoice_close_locked(
+        customer=customer,
+        invoice=invoice,
+        target=InvoiceStatus.UNCOLLECTIBLE,
+        kind=LedgerTransaction.Kind.INVOICE_WRITTEN_OFF,
+        debit=LedgerAccount.BAD_DEBT,
+    )
+
+
+def invoice_write_off_reverse_locked(*, customer: Customer, invoice: Invoice) -> None:
+    """A written-off invoice is being paid after all: what it owes moves back from bad debt to
+    receivable (reversing the write-off), so the capture then settles it like any other. A
+    subscription that ended with it stays ended."""
+    ledger_post(**write_off_reversed_posting(customer=customer, invoice=invoice, at=clock.now()))
+    audit_record(
+        action="billing.invoice_write_off_reversed",
+        target=invoice,
+        details={"number": invoice.number, "total": invoice.total},
+    )
+
+
+def upgrade_invoice_locked(*, locks: SubscriptionLocks, price: Price, now: dt.datetime) -> Invoice:
+    """Move the locked subscription to ``price`` now and finalize the invoice of the change: a
+    credit for the unused time on the old price and a charge for the remaining time on the new one
+    (``previews.upgrade_proration``)."""
+    subscription, old = locks.subscription, locks.subscription.price
+    amounts = previews.upgrade_proration(subscription=subscription, price=price, at=now)
+    prorated, remaining = amounts.proration, amounts.remaining
+    subscription.price, subscription.scheduled_price = price, None
+    subscription.save(update_fields=["price", "scheduled_price"])
+    invoice = Invoice.objects.create(
+        customer=locks.customer,
+        subscription=subscription,
+        billing_reason=Invoice.BillingReason.SUBSCRIPTION_UPDATE,
+        currency=price.currency,
+        period_start=remaining.start,
+        period_end=remaining.end,
+    )
+    lines = [
+        LineSpec(
+            kind=InvoiceLine.Kind.PRORATION_CREDIT,
+            description=f"Unused time on {old.plan.name}",
+            amount=-prorated.credit,
+            price=old,
+            period=remaining,
+        ),
+        LineSpec(
+            kind=InvoiceLine.Kind.PRORATION_DEBIT,
+            description=f"Remaining time on {price.plan.name}",
+            amount=prorated.debit,
+            price=price,
+            period=remaining,
+        ),
+    ]
+    invoice_lines_add_locked(invoice=invoice, lines=[line for line in lines if line.amount])
+    invoice_finalize_locked(customer=locks.customer, subscription=subscription, invoice=invoice)
+    return invoice
