@@ -6,13 +6,19 @@ views), so middleware outside the web app answers the same way.
 
 from __future__ import annotations
 
+import sys
+
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tollgate.core.error_responses import error_response, from_exception, wants_json
 
 __all__ = [
     "bad_request",
     "csrf_failure",
+    "dependency_unavailable",
     "error_response",
     "from_exception",
     "page_not_found",
@@ -34,7 +40,28 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     return error_response(request, 404)
 
 
+# Seconds a caller is asked to wait when the database or Redis did not answer.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+_UNAVAILABLE = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
+
+
+def dependency_unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is the database or Redis not answering: unreachable,
+    restarting, out of pooled connections, or a transient conflict the database asked to retry."""
+    while exc is not None:
+        if isinstance(exc, _UNAVAILABLE):
+            return True
+        exc = exc.__cause__
+    return False
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
+    # An outage of the database or Redis (a restart, a failover) is no bug: 503 with Retry-After,
+    # which callers retry, for as long as it lasts. Django calls this while handling the error.
+    if dependency_unavailable(sys.exc_info()[1]):
+        response = error_response(request, 503)
+        response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
+        return response
     return error_response(request, 500)
 
 
