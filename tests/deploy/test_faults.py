@@ -164,6 +164,25 @@ def cluster_with_receiver(tmp_path: Path) -> Iterator[tuple[Any, Any, Any, Recei
         yield cluster, pg, redis, receiver, client
 
 
+SIGN_IN = (
+    "from django.test import Client; from tollgate.accounts.models import User;"
+    " user = User.objects.create_user(email='session@example.com', password=None);"
+    " client = Client(); client.force_login(user); print(client.cookies['sessionid'].value)"
+)
+
+
+def _account_page(port: int, session: str) -> int:
+    """The status of the signed-in account page with ``session``'s cookie (302: signed out)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", "/account/", headers={"Cookie": f"sessionid={session}"})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
 def _writes(client: Client, pause: float) -> list[threading.Thread]:
     def customers() -> None:
         for number in range(CUSTOMERS):
@@ -238,6 +257,10 @@ def test_a_postgresql_restart_under_load_gives_503s_only_while_it_is_down(cluste
 
 def test_a_redis_restart_under_load_loses_nothing(cluster_with_receiver):
     cluster, pg, redis, receiver, client = cluster_with_receiver
+    # A signed-in session (made by Django's own login, in the configured session store).
+    session = _manage(cluster, "shell", "-c", SIGN_IN).splitlines()[-1]
+    assert _account_page(cluster.nginx_port, session) == 200
+    assert _account_page(cluster.nginx_port, "not-a-session") == 302
     threads = _writes(client, pause=0.3)
     _wait_for(lambda: len(client.seen) >= 10, "writes flowing")
     down_at = time.monotonic()
@@ -255,6 +278,8 @@ def test_a_redis_restart_under_load_loses_nothing(cluster_with_receiver):
     # Rate limits fail open (no 429); what needs the cache (API keys) answers 503 meanwhile.
     assert set(during) <= {200, 201, 503}, Counter(during)
     assert set(after) <= {200, 201}, Counter(after)
+    # The session is still signed in: the database kept it while Redis started empty.
+    assert _account_page(cluster.nginx_port, session) == 200
     # Queued tasks lived in the Redis that was restarted without persistence: the worker's
     # sweeps find their work in the database again (outbox, inbox), so nothing is lost.
     _check_nothing_lost_or_doubled(pg, receiver)
