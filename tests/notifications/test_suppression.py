@@ -14,11 +14,12 @@ import uuid
 
 import pytest
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
 from prometheus_client import REGISTRY
 
+from tests import concurrency
 from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card, new_key
 from tests.conftest import STRONG_PASSWORD, last_mail_to, links_in
 from tollgate.accounts.models import User
@@ -294,3 +295,19 @@ def test_the_staff_customer_page_says_when_the_customers_email_is_undeliverable(
     assert "email undeliverable" not in staff_client.get(page).text
     address_suppress(address=customer.email, reason="complained", esp="Postmark", event_id="8")
     assert "email undeliverable" in staff_client.get(page).text
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="concurrent writers need PostgreSQL (SQLite serializes all writers)",
+)
+def test_the_same_report_delivered_to_several_workers_at_once_suppresses_once():
+    def report(index: int) -> SuppressedAddress | None:
+        return address_suppress(address=DEAD, reason="bounced", esp="Postmark", event_id="42")
+
+    outcomes = concurrency.race(report, 4)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert len([o for o in outcomes if o is not None]) == 1
+    assert SuppressedAddress.objects.count() == 1
+    assert AuditEvent.objects.filter(action="email.address_suppressed").count() == 1
