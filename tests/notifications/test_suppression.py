@@ -13,6 +13,7 @@ import re
 import uuid
 
 import pytest
+from anymail.signals import AnymailTrackingEvent
 from django.core import mail
 from django.db import connection, transaction
 from django.test import Client
@@ -29,6 +30,7 @@ from tollgate.billing.billing_clock import billing_run
 from tollgate.billing.models import PaymentAttempt
 from tollgate.core import clock
 from tollgate.core.models import OutboxMessage
+from tollgate.notifications.bounces import suppression_reason
 from tollgate.notifications.models import SuppressedAddress
 from tollgate.notifications.selectors import address_is_suppressed
 from tollgate.notifications.services import (
@@ -311,3 +313,23 @@ def test_the_same_report_delivered_to_several_workers_at_once_suppresses_once():
     assert len([o for o in outcomes if o is not None]) == 1
     assert SuppressedAddress.objects.count() == 1
     assert AuditEvent.objects.filter(action="email.address_suppressed").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("esp", "event", "expected"),
+    [
+        ("Brevo", {"event_type": "bounced", "esp_event": {"event": "hard_bounce"}}, "bounced"),
+        ("Brevo", {"event_type": "bounced", "esp_event": {"event": "soft_bounce"}}, None),
+        ("Amazon SES", {"event_type": "bounced", "description": "Permanent: General"}, "bounced"),
+        ("Amazon SES", {"event_type": "bounced", "description": "Transient: MailboxFull"}, None),
+        ("Mailgun", {"event_type": "rejected", "reject_reason": "invalid"}, "rejected"),
+        ("Mailgun", {"event_type": "rejected", "reject_reason": "bounced"}, "rejected"),
+        ("Mailgun", {"event_type": "rejected", "reject_reason": "blocked"}, None),
+        ("Mailgun", {"event_type": "rejected", "reject_reason": "unsubscribed"}, None),
+        ("SendGrid", {"event_type": "complained"}, "complained"),
+        ("SendGrid", {"event_type": "deferred"}, None),
+        ("SendGrid", {"event_type": "unsubscribed"}, None),
+    ],
+)
+def test_which_normalized_reports_make_an_address_undeliverable(esp, event, expected):
+    assert suppression_reason(AnymailTrackingEvent(**event), esp) == expected
