@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db.models import Prefetch
 
 from tollgate.catalog.models import Feature, Metric, Plan, Price
+from tollgate.core.memo import per_request
 
 METRICS_CACHE_KEY = "catalog:metrics"
 PLANS_CACHE_KEY = "catalog:plans"
@@ -91,7 +92,11 @@ class CatalogNames:
 
 def catalog_names() -> CatalogNames:
     """Every feature's and limit's name (2 queries, then cached for every process; dropped when
-    the catalog changes)."""
+    the catalog changes), read from the shared cache once per request."""
+    return per_request(NAMES_CACHE_KEY, _catalog_names)
+
+
+def _catalog_names() -> CatalogNames:
     cached = cache.get(NAMES_CACHE_KEY)
     if isinstance(cached, CatalogNames):
         return cached
