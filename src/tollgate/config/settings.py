@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "huey.contrib.djhuey",
     "ninja",  # serves the API docs' assets locally (no CDN)
+    "pgtrigger",  # database triggers keeping the audit trail and the ledger append-only
     # Tollgate's apps come before allauth so their templates override allauth's.
     "tollgate.core",
     "tollgate.audit",
