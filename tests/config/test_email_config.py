@@ -88,6 +88,7 @@ def test_console_and_file_urls():
     [
         ("smtpx://user:sekret-pass@host", "unknown scheme ('smtpx')"),
         ("mail.example.org:587", "unknown scheme (none)"),
+        ("user:sekret-pass@host://x", "unknown scheme (none)"),
         ("smtp://user:sekret-pass@host:99999", "invalid port"),
         ("smtp://user:sekret-pass@host:abc", "invalid port"),
         ("smtp://user:sekret-pass@host:0", "invalid port"),

@@ -35,6 +35,7 @@ _SMTP_SCHEMES = {
     "smtp+insecure": (False, False, 25),
 }
 _SCHEMES = (*_SMTP_SCHEMES, "console", "file", "anymail")
+_SCHEME_NAME = re.compile(r"^[a-z][a-z0-9+.-]{0,19}$")
 _ESP_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SETTING_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 MIN_WEBHOOK_PASSWORD_LENGTH = 16
@@ -58,10 +59,6 @@ class EmailConfig:
 
     def __repr__(self) -> str:  # the password never reaches a log line or a traceback
         return f"EmailConfig(backend={self.backend!r}, host={self.host!r}, port={self.port})"
-
-
-def anymail_installed() -> bool:
-    return importlib.util.find_spec("anymail") is not None
 
 
 def _module_exists(name: str) -> bool:
@@ -137,7 +134,8 @@ def _from_host(
 def _from_url(url: str, *, production: bool, module_exists: Callable[[str], bool]) -> EmailConfig:
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in _SCHEMES:
-        shown = f"{scheme!r}" if scheme and len(scheme) <= 20 and scheme.isascii() else "none"
+        # Only a well-formed scheme is quoted: "user:secret@host://" must not echo the secret.
+        shown = f"{scheme!r}" if _SCHEME_NAME.match(scheme) else "none"
         return EmailConfig(
             backend=SMTP_BACKEND,
             problems=[
