@@ -1,9 +1,10 @@
 import contextlib
 import itertools
 
+import pgtrigger
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import DatabaseError, connection
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +21,11 @@ from tollgate.billing.models import (
 )
 from tollgate.billing.selectors import ledger_check
 from tollgate.core.money import Money
+
+LEDGER_TRIGGERS = (
+    "billing.LedgerEntry:ledger_entry_append_only",
+    "billing.LedgerTransaction:ledger_transaction_append_only",
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -103,7 +109,10 @@ def test_the_check_finds_unposted_captures_and_refunds(paid, staff):
         actor=staff,
         idempotency_key="k",
     )
-    with connection.cursor() as cursor:  # remove postings behind the ledger's back
+    with (
+        pgtrigger.ignore(*LEDGER_TRIGGERS),  # the database refuses it otherwise (PostgreSQL)
+        connection.cursor() as cursor,
+    ):  # remove postings behind the ledger's back
         cursor.execute(
             "DELETE FROM billing_ledgerentry WHERE transaction_id IN (SELECT id FROM billing_ledgertransaction WHERE kind IN ('payment_captured', 'refund_succeeded'))"
         )
@@ -130,6 +139,21 @@ def test_ledger_records_are_append_only(paid):
         LedgerTransaction.objects.first().delete()
     assert "USD" in str(entry)
     assert "payment_captured" in str(LedgerTransaction.objects.get(kind="payment_captured"))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="database triggers: PostgreSQL")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE billing_ledgerentry SET amount = amount + 1",
+        "DELETE FROM billing_ledgerentry",
+        "UPDATE billing_ledgertransaction SET occurred_at = occurred_at",
+        "DELETE FROM billing_ledgertransaction",
+    ],
+)
+def test_the_database_refuses_changing_or_removing_ledger_rows(paid, sql):
+    with pytest.raises(DatabaseError, match="pgtrigger"), connection.cursor() as cursor:
+        cursor.execute(sql)
 
 
 def test_an_unbalanced_posting_is_refused(paid):

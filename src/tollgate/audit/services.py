@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import models, transaction
+from django.db.models import Q
 
-from tollgate.audit.models import AuditEvent
+from tollgate.audit.models import ANONYMISED_ACTOR, AuditEvent
 from tollgate.core import context
 from tollgate.core.redaction import scrub
 
@@ -64,3 +65,33 @@ def audit_event_build(
         request_id=request.request_id,
         details=scrub(audit_details_present(details or {})),
     )
+
+
+def audit_access_record(
+    *,
+    viewer: Any,
+    action: str,
+    target: models.Model | None = None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Record that staff read something about a customer (``staff.viewed_*``): who, what, when.
+
+    One event, chained like every other (advancing its stream's head, then one INSERT); a page that
+    only reads needs no transaction of its own.
+    """
+    return audit_record(action=action, actor=viewer, target=target, details=details)
+
+
+def audit_actor_anonymise(*, user: Any, actor: Any = None) -> int:
+    """Replace ``user`` as the actor of every audit event (by account or by the public id kept in
+    ``actor_repr``) with ``ANONYMISED_ACTOR``; returns how many events changed.
+
+    The only change the database allows to an audit event (docs/security.md). The hash chain stays
+    valid because it does not cover the actor. Audited (without naming whom).
+    """
+    with transaction.atomic(durable=True):
+        events = AuditEvent.objects.filter(Q(actor=user) | Q(actor_repr=user.public_id))
+        # Past the append-only guard of the event queryset, on purpose: this is the one update.
+        changed = models.QuerySet.update(events, actor=None, actor_repr=ANONYMISED_ACTOR)
+        audit_record(action="audit.actor_anonymised", actor=actor, details={"events": changed})
+    return changed

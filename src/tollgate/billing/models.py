@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -665,6 +666,13 @@ class LedgerTransaction(AppendOnly):
                 name="ledger_refund_succeeded_once",
             ),
         ]
+        # PostgreSQL refuses any change or removal (TRUNCATE is not refused).
+        triggers = [
+            pgtrigger.Protect(
+                name="ledger_transaction_append_only",
+                operation=pgtrigger.Update | pgtrigger.Delete,
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.public_id} {self.kind}"
@@ -687,6 +695,11 @@ class LedgerEntry(AppendOnly):
             ),
         ]
         indexes = [models.Index(fields=["account", "currency"], name="ledger_entry_account")]
+        triggers = [
+            pgtrigger.Protect(
+                name="ledger_entry_append_only", operation=pgtrigger.Update | pgtrigger.Delete
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.account} {self.amount} {self.currency}"
