@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from tollgate.audit.services import audit_access_record
 from tollgate.billing import reports, revenue
 from tollgate.billing.revenue import MonthFigures, RevenueHistory, percent_text
 from tollgate.web.staff_views import staff_required
@@ -280,6 +281,11 @@ def revenue_csv(request: HttpRequest, chart: str) -> HttpResponse:
     if chart != "reasons" and currency not in history.by_currency:
         raise Http404
     header, rows = revenue.csv_table(history=history, chart=chart, currency=currency)
+    audit_access_record(
+        viewer=request.user,
+        action="staff.viewed_export",
+        details={"export": f"revenue_{chart}", "currency": currency, "months": _months(request)},
+    )
     # The name is built only from checked values: a known chart, a listed currency, a date.
     name = "-".join(
         part for part in ("revenue", chart, currency if chart != "reasons" else "") if part

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tollgate.web import staff_api_key_views
+from tollgate.web import staff_api_key_views, staff_audit_views
 from tollgate.web import staff_revenue_views as revenue_views
 from tollgate.web import staff_views as views
 from tollgate.web import staff_webhook_views as webhook_views
@@ -34,6 +34,7 @@ urlpatterns = [
     ),
     path("revenue/", revenue_views.revenue_page, name="revenue"),
     path("revenue/<str:chart>.csv", revenue_views.revenue_csv, name="revenue_csv"),
+    path("audit/export/", staff_audit_views.audit_export_download, name="audit_export"),
     path("api-keys/", staff_api_key_views.api_keys, name="api_keys"),
     path(
         "api-keys/<str:key_id>/rotate/",

@@ -24,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from tollgate.accounts.models import User
+from tollgate.audit.services import audit_access_record
 from tollgate.billing import customer_summary as summary
 from tollgate.billing import inbox, reports, services
 from tollgate.billing.models import (
@@ -121,6 +122,7 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
     found = reports.customer_get(public_id=customer_id)
     if found is None:
         return _not_found(request)
+    audit_access_record(viewer=request.user, action="staff.viewed_customer", target=found)
     params = request.GET
     audit_filter = AuditFilterForm(
         params or None, actions=summary.customer_audit_actions(customer=found)
@@ -377,6 +379,8 @@ def invoice_retry(request: HttpRequest, invoice_id: str) -> HttpResponse:
     if invoice is None:
         return _not_found(request)
     staff = _staff(request)
+    if request.method != "POST":
+        audit_access_record(viewer=staff, action="staff.viewed_invoice", target=invoice)
 
     def act(form: TokenForm, key: str) -> str:
         payment = services.invoice_pay(
