@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "tollgate.security",
     "tollgate.ops",
     "tollgate.integrations",
+    "tollgate.legacy",
     "tollgate.api",
     "tollgate.web",
     "allauth",
