@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import shutil
 from collections import Counter
 from typing import Any
@@ -306,3 +307,35 @@ def test_an_imported_subscription_renews_in_tollgate_from_where_its_period_ended
         f"{ann.invoice_prefix}-0005",  # after the four imported ones
     )
     assert ledger_check().ok
+
+
+def test_payments_added_in_the_old_portal_since_are_imported_by_the_next_run(catalog, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(VALID, data)
+    payments = json.loads((VALID / "payments.json").read_text())
+    (data / "payments.json").write_text(json.dumps(payments[:3]))  # Ann's first three
+    run(str(data))
+    out = run(str(VALID))
+    assert "users=0 customers=1 subscriptions=0 payments=7 already_imported=14" in out
+    assert snapshot() == EXPECTED
+    ann = Customer.objects.get(user__email="ann@example.com")
+    january = Invoice.objects.get(payments__gateway_reference="pi_3AnnJan")
+    assert january.number == f"{ann.invoice_prefix}-0004"
+    assert ledger_check().ok
+
+
+def test_another_plan_map_can_be_named_on_the_command_line(catalog, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(VALID, data)
+    (data / "plan_map.json").write_text("{}")
+    with pytest.raises(CommandError, match="5 problems found"):
+        run(str(data), "--dry-run")
+    out = run(str(data), "--dry-run", "--plan-map", str(VALID / "plan_map.json"))
+    assert "problems=0" in out
+
+
+def test_the_import_refuses_installation_wide_invoice_numbers(catalog, settings):
+    settings.BILLING_INVOICE_NUMBERING = "account"
+    with pytest.raises(CommandError, match="numbers invoices per customer"):
+        run(str(VALID))
+    assert User.objects.count() == 0
