@@ -208,9 +208,10 @@ def services_or_skip() -> None:
 
 @contextlib.contextmanager
 def running_cluster(
-    tmp_path: Path, **environ: str
+    tmp_path: Path, workers: int = 2, **environ: str
 ) -> Iterator[tuple[object, OwnPostgreSQL, OwnRedis]]:
-    """Own PostgreSQL and Redis, and the local cluster on them; everything stopped afterwards."""
+    """Own PostgreSQL and Redis, and the local cluster on them (``workers`` workers started; the
+    test may start the others); everything stopped afterwards."""
     nginx_or_skip()
     services_or_skip()
     module = local_cluster_module()
@@ -224,7 +225,7 @@ def running_cluster(
         redis_url=redis.url,
         nginx_port=free_port(),
         web_ports=[free_port(), free_port()],
-        workers=2,
+        workers=workers,
         extra_environ=environ,
     )
     try:

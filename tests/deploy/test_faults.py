@@ -283,3 +283,61 @@ def test_a_redis_restart_under_load_loses_nothing(cluster_with_receiver):
     # Queued tasks lived in the Redis that was restarted without persistence: the worker's
     # sweeps find their work in the database again (outbox, inbox), so nothing is lost.
     _check_nothing_lost_or_doubled(pg, receiver)
+
+
+RENEWALS = 30
+
+
+def _renewals(cluster: Any, *arguments: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-m", "tests.deploy.renewals", *arguments],
+        cwd=REPO_ROOT,
+        env=cluster.environment("manage"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return completed.stdout.strip()
+
+
+def _renewal_report(cluster: Any) -> dict[str, Any]:
+    return json.loads(_renewals(cluster, "report").splitlines()[-1])
+
+
+def _settled(report: dict[str, Any]) -> bool:
+    return report["renewed"] == RENEWALS and set(report["payments_by_status"]) == {"succeeded"}
+
+
+def test_a_postgresql_restart_while_the_workers_renew_charges_each_subscription_once(tmp_path):
+    with running_cluster(tmp_path, workers=0) as (cluster, pg, _redis):
+        _renewals(cluster, "setup", str(RENEWALS))
+        first = _renewal_report(cluster)
+        assert first["succeeded_payments"] == RENEWALS  # each one's first period, paid
+        assert first["renewed"] == 0
+        cluster.workers = 2
+        for index in range(2):
+            cluster.start_worker(index)
+        # The workers' billing clock runs every minute: cut the database off as soon as it has
+        # begun renewing (or, if it finishes first, between two runs).
+        url = pg.url("tollgate")
+        _wait_for(
+            lambda: _rows(url, "SELECT count(*) FROM billing_paymentattempt")[0][0] > RENEWALS,
+            "the billing clock starts renewing",
+        )
+        pg.stop()
+        time.sleep(3)
+        pg.start()
+        # Charges the gateway took while their outcome could not be written stay pending until
+        # the clock asks the gateway about them (after a minute): wait until nothing is pending.
+        deadline = time.monotonic() + WAIT_SECONDS * 3
+        while not _settled(report := _renewal_report(cluster)):
+            assert time.monotonic() < deadline, report
+            time.sleep(2)
+        assert all(cluster.alive().values()), cluster.alive()
+        # Every subscription renewed once, charged once, at the gateway once; the books balance.
+        assert report["subscriptions"] == RENEWALS
+        assert report["succeeded_payments"] == 2 * RENEWALS, report
+        assert report["invoices_paid_twice"] == []
+        assert report["gateway_charges"] == 2 * RENEWALS, report
+        assert report["ledger_ok"], report["ledger_problems"]
