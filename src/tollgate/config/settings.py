@@ -19,7 +19,7 @@ import django_stubs_ext
 from tollgate.config.email import email_config
 from tollgate.config.env import Env
 from tollgate.config.production import payment_gateway_problems, production_problems
-from tollgate.ops.backup_conf import backup_key_problem
+from tollgate.ops.backup_conf import backup_key_problem, backup_s3_problems
 from tollgate.security.conf import (
     parse_csp_extra,
     parse_rate_overrides,
@@ -565,6 +565,22 @@ if BACKUP_HOUR > 23:
     env.problems.append("TOLLGATE_BACKUP_HOUR must be an hour of the day, 0 to 23.")
 # PostgreSQL: the scratch database the restore drill creates and drops (default: <name>_restore_drill).
 BACKUP_DRILL_DATABASE = env.str("TOLLGATE_BACKUP_DRILL_DATABASE", "")
+# Optional copy of every backup to an S3-compatible bucket (s3://bucket/prefix), through boto3 (the
+# s3 extra); credentials come from boto3's usual places (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+BACKUP_S3_URL = env.str("TOLLGATE_BACKUP_S3_URL", "")
+# Another store than AWS (MinIO, Ceph, R2, ...): its URL; the region if the store wants one.
+BACKUP_S3_ENDPOINT = env.str("TOLLGATE_BACKUP_S3_ENDPOINT", "")
+BACKUP_S3_REGION = env.str("TOLLGATE_BACKUP_S3_REGION", "")
+# Server-side encryption asked of the store for each object: "", "AES256" or "aws:kms".
+BACKUP_S3_SSE = env.str("TOLLGATE_BACKUP_S3_SSE", "")
+env.problems.extend(
+    backup_s3_problems(
+        BACKUP_S3_URL,
+        endpoint=BACKUP_S3_ENDPOINT,
+        region=BACKUP_S3_REGION,
+        server_side_encryption=BACKUP_S3_SSE,
+    )
+)
 
 # --- Observability ------------------------------------------------------------------------------------
 LOG_LEVEL = env.choice("LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
