@@ -8,16 +8,25 @@ import itertools
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from tests.billing.conftest import CARD_OK, CARD_REQUIRES_AUTHENTICATION, add_card, new_key
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
 from tollgate.billing.billing_clock import billing_run
-from tollgate.billing.models import Invoice, LedgerEntry, PaymentAttempt
+from tollgate.billing.errors import InvoiceImmutable, InvoiceTotalsMismatch
+from tollgate.billing.locks import lock_subscription
+from tollgate.billing.models import Invoice, LedgerEntry, PaymentAttempt, PaymentMethod
+from tollgate.billing.periods import Period
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
+from tollgate.billing.steps import invoices as invoice_steps
+from tollgate.billing.steps.renewals import (
+    PlainRenewal,
+    renewals_begin_locked,
+    subscription_renew_locked,
+)
 from tollgate.core import clock
 
 pytestmark = pytest.mark.django_db
@@ -161,3 +170,63 @@ def test_a_renewal_that_is_not_captured_at_once_is_recorded_one_by_one(make_cust
     needs_action.refresh_from_db()
     assert needs_action.status == SubscriptionStatus.PAST_DUE  # until the customer authenticates
     assert ledger_check().ok
+
+
+def inconsistent(build):
+    """The period invoice builder, with a total that is not the sum of its lines."""
+
+    def built(**kwargs):
+        made = build(**kwargs)
+        made.invoice.total += 1
+        return made
+
+    return built
+
+
+def test_both_renewal_paths_refuse_an_invoice_whose_total_is_not_its_lines(
+    make_customer, price, monkeypatch
+):
+    [subscription] = subscribe(make_customer, price, 1)
+    monkeypatch.setattr(
+        invoice_steps, "period_invoice_build", inconsistent(invoice_steps.period_invoice_build)
+    )
+    with clock.frozen(RENEWAL):
+        # One by one.
+        with pytest.raises(InvoiceTotalsMismatch), transaction.atomic():
+            locks = lock_subscription(subscription)
+            subscription_renew_locked(customer=locks.customer, subscription=locks.subscription)
+        # Set-wise.
+        with pytest.raises(InvoiceTotalsMismatch), transaction.atomic():
+            locks = lock_subscription(subscription)
+            renewals_begin_locked(
+                renewals=[
+                    PlainRenewal(
+                        customer=locks.customer,
+                        subscription=locks.subscription,
+                        method=PaymentMethod.objects.get(customer=locks.customer),
+                    )
+                ],
+                gateway_name="sandbox",
+            )
+        # And the clock, which tries set-wise and then one by one, renews nothing.
+        result = billing_run()
+    assert (result.renewed, result.failed) == (0, 1)
+    assert not Invoice.objects.filter(billing_reason="subscription_cycle").exists()
+    before = subscription.current_period_end
+    subscription.refresh_from_db()
+    assert subscription.current_period_end == before
+    assert ledger_check().ok
+
+
+def test_set_wise_renewal_writes_lines_to_drafts_only(make_customer, price):
+    [subscription] = subscribe(make_customer, price, 1)
+    with clock.frozen(RENEWAL), transaction.atomic():
+        locks = lock_subscription(subscription)
+        built = invoice_steps.period_invoice_build(
+            subscription=locks.subscription,
+            period=Period(start=RENEWAL, end=RENEWAL + dt.timedelta(days=31)),
+            billing_reason=Invoice.BillingReason.SUBSCRIPTION_CYCLE,
+        )
+        built.invoice.status = InvoiceStatus.OPEN
+        with pytest.raises(InvoiceImmutable):
+            invoice_steps.period_invoices_save_locked([built])

@@ -39,9 +39,8 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 
 from tollgate.audit.services import audit_record
-from tollgate.billing import periods, services
-from tollgate.billing.conf import billing_settings, trial_end_without_card
-from tollgate.billing.entitlements import entitlements_changed
+from tollgate.billing import services
+from tollgate.billing.conf import billing_settings
 from tollgate.billing.errors import PaymentMethodRequired
 from tollgate.billing.gateways.registry import gateway_get
 from tollgate.billing.locks import InvoiceLocks
@@ -53,13 +52,7 @@ from tollgate.billing.models import (
     Refund,
     Subscription,
 )
-from tollgate.billing.periods import price_months
-from tollgate.billing.renewals import (
-    PlainRenewal,
-    renewal_charges_send,
-    renewal_is_plain,
-    renewals_begin_locked,
-)
+from tollgate.billing.renewals import renewal_charges_send
 from tollgate.billing.services.payments import payment_send
 from tollgate.billing.states import (
     PAYMENT_LIVE,
@@ -70,8 +63,6 @@ from tollgate.billing.states import (
     SubscriptionStatus,
 )
 from tollgate.billing.steps.invoices import (
-    invoice_draft_for_period_locked,
-    invoice_finalize_locked,
     invoice_void_locked,
 )
 from tollgate.billing.steps.payments import (
@@ -79,10 +70,17 @@ from tollgate.billing.steps.payments import (
     payment_begin_locked,
     payment_fail_without_card_locked,
 )
+from tollgate.billing.steps.renewals import (
+    PlainRenewal,
+    renewal_is_plain,
+    renewals_begin_locked,
+    subscription_period_end_cancel_locked,
+    subscription_period_end_ends,
+    subscription_renew_locked,
+    trial_convert_locked,
+)
 from tollgate.billing.steps.subscriptions import (
     subscription_end_locked,
-    subscription_event_publish,
-    subscription_move_locked,
 )
 from tollgate.catalog.models import Price
 from tollgate.core import clock
@@ -317,64 +315,14 @@ def _plain_renewals(
 def _period_end(
     customer: Customer, subscription: Subscription, has_card: bool, result: BillingRunResult
 ) -> None:
-    end = subscription.current_period_end
-    ends_without_card = (
-        subscription.status == SubscriptionStatus.TRIALING
-        and not has_card
-        and trial_end_without_card(subscription.price.plan) == SubscriptionStatus.CANCELED
-    )
-    if subscription.cancel_at_period_end or ends_without_card:
-        subscription_end_locked(
-            subscription=subscription, status=SubscriptionStatus.CANCELED, at=end
-        )
-        audit_record(
-            action="billing.subscription_ended",
-            target=subscription,
-            details={"reason": "trial_ended_without_card" if ends_without_card else "canceled"},
-        )
+    if subscription_period_end_ends(subscription=subscription, has_card=has_card):
+        subscription_period_end_cancel_locked(subscription=subscription, has_card=has_card)
         result.ended += 1
         return
-    if subscription.scheduled_price is not None:
-        new_price = subscription.scheduled_price
-        if price_months(new_price) != price_months(subscription.price):
-            subscription.billing_anchor = end  # a new interval starts its own schedule
-        subscription.price, subscription.scheduled_price = new_price, None
-        entitlements_changed(customer=customer)
-    period = periods.period_at(
-        anchor=subscription.billing_anchor, months=price_months(subscription.price), at=end
-    )
-    subscription.current_period_start, subscription.current_period_end = period.start, period.end
-    subscription.save(
-        update_fields=[
-            "price",
-            "scheduled_price",
-            "billing_anchor",
-            "current_period_start",
-            "current_period_end",
-        ]
-    )
     if subscription.status == SubscriptionStatus.TRIALING:
-        target = SubscriptionStatus.ACTIVE if has_card else SubscriptionStatus.INCOMPLETE
-        subscription_move_locked(subscription=subscription, target=target)  # publishes too
+        trial_convert_locked(customer=customer, subscription=subscription, has_card=has_card)
     else:
-        subscription_event_publish(subscription=subscription, event_type="subscription.updated")
-    invoice = invoice_draft_for_period_locked(
-        subscription=subscription,
-        period=period,
-        billing_reason=Invoice.BillingReason.SUBSCRIPTION_CYCLE,
-    )
-    invoice_finalize_locked(customer=customer, subscription=subscription, invoice=invoice)
-    if (
-        invoice.status == InvoiceStatus.OPEN
-        and subscription.status != SubscriptionStatus.INCOMPLETE
-    ):
-        invoice.next_payment_attempt_at = period.start  # due as the period begins
-        invoice.save(update_fields=["next_payment_attempt_at"])
-    audit_record(
-        action="billing.subscription_renewed",
-        target=subscription,
-        details={"invoice": invoice.public_id, "period_start": period.start.isoformat()},
-    )
+        subscription_renew_locked(customer=customer, subscription=subscription)
     result.renewed += 1
 
 

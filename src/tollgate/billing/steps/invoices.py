@@ -5,10 +5,10 @@ invoice number). They never open a transaction or call a gateway."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from tollgate.audit.services import audit_record
 from tollgate.billing import periods, previews
@@ -19,6 +19,7 @@ from tollgate.billing.ledger import (
     invoice_closed_posting,
     invoice_finalized_posting,
     ledger_post,
+    ledger_post_many,
     write_off_reversed_posting,
 )
 from tollgate.billing.locks import SubscriptionLocks
@@ -47,12 +48,22 @@ class LineSpec:
     period: periods.Period | None = None
 
 
-def invoice_draft_for_period_locked(
+@dataclass(frozen=True, slots=True)
+class PeriodInvoice:
+    """The draft invoice of one subscription period and its lines, not saved yet."""
+
+    invoice: Invoice
+    lines: list[InvoiceLine]
+
+
+def period_invoice_build(
     *, subscription: Subscription, period: periods.Period, billing_reason: Invoice.BillingReason
-) -> Invoice:
-    """A draft invoice of the subscription's current price for ``period``."""
+) -> PeriodInvoice:
+    """The draft invoice of the subscription's current price for ``period``, with its plan line
+    and a total equal to it; not saved. The one builder of a period's invoice, used one by one
+    (``invoice_draft_for_period_locked``) and set-wise (``invoice_drafts_for_periods_locked``)."""
     price = subscription.price
-    invoice = Invoice.objects.create(
+    invoice = Invoice(
         customer_id=subscription.customer_id,
         subscription=subscription,
         billing_reason=billing_reason,
@@ -60,8 +71,49 @@ def invoice_draft_for_period_locked(
         period_start=period.start,
         period_end=period.end,
     )
-    invoice_lines_add_locked(invoice=invoice, lines=[plan_charge_line(price=price, period=period)])
+    lines = [plan_charge_line(price=price, period=period)]
+    invoice.total = sum(line.amount for line in lines)
+    return PeriodInvoice(invoice=invoice, lines=invoice_line_rows(invoice=invoice, lines=lines))
+
+
+def invoice_draft_for_period_locked(
+    *, subscription: Subscription, period: periods.Period, billing_reason: Invoice.BillingReason
+) -> Invoice:
+    """A draft invoice of the subscription's current price for ``period`` (see
+    ``period_invoice_build``), saved with its lines."""
+    [invoice] = invoice_drafts_for_periods_locked(
+        due=[(subscription, period)], billing_reason=billing_reason
+    )
     return invoice
+
+
+def invoice_drafts_for_periods_locked(
+    *,
+    due: Sequence[tuple[Subscription, periods.Period]],
+    billing_reason: Invoice.BillingReason,
+) -> list[Invoice]:
+    """``invoice_draft_for_period_locked`` for many (subscription, period) pairs, in two
+    statements whatever their number."""
+    return period_invoices_save_locked(
+        [
+            period_invoice_build(
+                subscription=subscription, period=period, billing_reason=billing_reason
+            )
+            for subscription, period in due
+        ]
+    )
+
+
+def period_invoices_save_locked(built: Sequence[PeriodInvoice]) -> list[Invoice]:
+    """Save built period invoices as drafts with their lines, two statements whatever their
+    number. Lines are written to drafts only (as ``InvoiceLine.save`` insists)."""
+    invoices = [item.invoice for item in built]
+    for invoice in invoices:
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise InvoiceImmutable(details={"invoice": invoice.public_id})
+    Invoice.objects.bulk_create(invoices)
+    InvoiceLine.objects.bulk_create([line for item in built for line in item.lines])
+    return invoices
 
 
 def plan_charge_line(*, price: Price, period: periods.Period) -> LineSpec:
@@ -119,6 +171,45 @@ def invoice_finalize_locked(
         invoice_mark_paid_locked(invoice=invoice, subscription=subscription, now=now)
         return
     ledger_post(**invoice_finalized_posting(customer=customer, invoice=invoice, at=now))
+
+
+def invoices_finalize_locked(
+    *, invoices: Sequence[Invoice], customers: Mapping[int, Customer], at: dt.datetime
+) -> None:
+    """``invoice_finalize_locked`` for many drafts at once, in a fixed number of statements, with
+    the same checks: each must be a draft (the transition table) whose total equals the sum of
+    its saved lines (one aggregate query), and above zero. Per-customer numbering only; the caller
+    holds every customer's lock (``customers`` by pk) and saves their ``next_invoice_sequence``."""
+    if billing_settings().invoice_numbering != InvoiceNumbering.CUSTOMER:
+        raise ValueError("set-wise finalization numbers invoices per customer")
+    line_sums = dict(
+        InvoiceLine.objects.filter(invoice__in=[invoice.pk for invoice in invoices])
+        .values("invoice")
+        .annotate(total=Sum("amount"))
+        .values_list("invoice", "total")
+    )
+    for invoice in invoices:
+        INVOICE.check(current=invoice.status, target=InvoiceStatus.OPEN)
+        line_sum = line_sums.get(invoice.pk, 0)
+        if line_sum != invoice.total:
+            raise InvoiceTotalsMismatch(
+                details={"invoice": invoice.public_id, "total": invoice.total, "lines": line_sum}
+            )
+        if invoice.total <= 0:
+            raise ValueError("set-wise finalization is for invoices above zero")
+    for invoice in invoices:
+        invoice.number = customer_invoice_number_take(customers[invoice.customer_id])
+        invoice.status = InvoiceStatus.OPEN
+        invoice.finalized_at = at
+    Invoice.objects.bulk_update(invoices, ["number", "status", "finalized_at"])
+    ledger_post_many(
+        [
+            invoice_finalized_posting(
+                customer=customers[invoice.customer_id], invoice=invoice, at=at
+            )
+            for invoice in invoices
+        ]
+    )
 
 
 def invoice_number_take_locked(customer: Customer) -> str:
@@ -182,6 +273,31 @@ def invoice_paid_apply(*, invoice: Invoice, now: dt.datetime) -> None:
     invoice.amount_paid = invoice.total
     invoice.paid_at = now
     invoice.next_payment_attempt_at = None
+
+
+def invoice_frozen(invoice: Invoice) -> dict[str, object]:
+    """The invoice's fields that never change once it is finalized (``Invoice.FROZEN_FIELDS``), as
+    they are now: to check a set-wise save against, as ``Invoice.save`` checks one."""
+    return {name: getattr(invoice, name) for name in Invoice.FROZEN_FIELDS}
+
+
+def invoices_paid_save_locked(
+    *, invoices: Sequence[Invoice], frozen: Mapping[int, dict[str, object]], at: dt.datetime
+) -> None:
+    """Save finalized invoices marked paid in full at ``at`` (``invoice_paid_apply``) in one
+    statement, refusing, as ``Invoice.save`` does, any whose frozen fields differ from ``frozen``
+    (taken when they were locked)."""
+    for invoice in invoices:
+        changed = [
+            name
+            for name in Invoice.FROZEN_FIELDS
+            if getattr(invoice, name) != frozen[invoice.pk][name]
+        ]
+        if changed or invoice.status != InvoiceStatus.PAID or invoice.paid_at != at:
+            raise InvoiceImmutable(details={"invoice": invoice.public_id, "fields": changed})
+    Invoice.objects.filter(pk__in=[invoice.pk for invoice in invoices]).update(
+        status=InvoiceStatus.PAID, amount_paid=F("total"), paid_at=at, next_payment_attempt_at=None
+    )
 
 
 def invoice_close_locked(
