@@ -53,7 +53,7 @@ def test_every_problem_is_reported_with_its_file_record_and_legacy_id(catalog):
             "subscriptions.json:8 (209): user 1 already has a live subscription (208); Tollgate "
             "keeps one per customer",
             "payments.json:0 (301): amount 19.999 is in major units but not a whole number of USD "
-            "minor units (cents); refused rather than rounded",
+            "minor units; refused rather than rounded",
             "payments.json:1 (302): it was refunded (amount_refunded); refunds are not imported",
             "payments.json:2 (303): status 'processing': only settled payments are imported "
             "(succeeded, or one that moved no money)",
@@ -63,7 +63,7 @@ def test_every_problem_is_reported_with_its_file_record_and_legacy_id(catalog):
             "payments.json:6 (307): user 3 has problems of its own and is not imported",
             "payments.json:7 (308): amount is missing (a whole number of minor units, e.g. cents)",
             "payments.json:9 (310): amount 12.5 is in major units but not a whole number of JPY "
-            "minor units (cents); refused rather than rounded",
+            "minor units; refused rather than rounded",
         ]
     )
     users, subscriptions, payments = dataset.importable()

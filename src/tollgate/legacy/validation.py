@@ -565,7 +565,7 @@ def _payment_amount(record: _Record, currency: str) -> int:
         if minor != minor.to_integral_value():
             record.problem(
                 f"amount {value} is in major units but not a whole number of {currency} minor "
-                "units (cents); refused rather than rounded"
+                "units; refused rather than rounded"
             )
             return 0
         value = int(minor)

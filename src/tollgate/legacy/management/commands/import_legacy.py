@@ -81,7 +81,8 @@ class Command(BaseCommand):
         for problem in dataset.problems:
             self.stderr.write(str(problem))
         self.stdout.write(
-            f"Checked users={len(dataset.users)} subscriptions={len(dataset.subscriptions)} "
-            f"payments={len(dataset.payments)} (plus {dataset.payments_not_taken} payments that "
-            f"moved no money, left out); problems={len(dataset.problems)}."
+            f"Checked: {len(dataset.users)} users, {len(dataset.subscriptions)} subscriptions and "
+            f"{len(dataset.payments)} payments without problems of their own; "
+            f"{dataset.payments_not_taken} payments that moved no money left out; "
+            f"problems={len(dataset.problems)}."
         )
