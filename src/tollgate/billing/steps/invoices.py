@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from django.db.models import F, Sum
+from django.db.models import Case, CharField, F, Sum, Value, When
 
 from tollgate.audit.services import audit_record
 from tollgate.billing import periods, previews
@@ -201,7 +201,15 @@ def invoices_finalize_locked(
         invoice.number = customer_invoice_number_take(customers[invoice.customer_id])
         invoice.status = InvoiceStatus.OPEN
         invoice.finalized_at = at
-    Invoice.objects.bulk_update(invoices, ["number", "status", "finalized_at"])
+    # One UPDATE; only the numbers differ from row to row.
+    Invoice.objects.filter(pk__in=[invoice.pk for invoice in invoices]).update(
+        status=InvoiceStatus.OPEN,
+        finalized_at=at,
+        number=Case(
+            *[When(pk=invoice.pk, then=Value(invoice.number)) for invoice in invoices],
+            output_field=CharField(),
+        ),
+    )
     ledger_post_many(
         [
             invoice_finalized_posting(
