@@ -3,21 +3,25 @@ for the staff console, and the Prometheus gauges declared in ``tollgate.ops.metr
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import structlog
+from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, transaction
 
 from tollgate.audit.models import AuditEvent
 from tollgate.audit.services import audit_record
+from tollgate.ops.backup_offsite import OffsiteResult
 from tollgate.ops.backup_restore import DrillResult, RestoreResult
 from tollgate.ops.backups import BackupResult
 from tollgate.ops.metrics import (
     BACKUP_LAST_SUCCESS,
+    BACKUP_OFFSITE_LAST_SUCCESS,
     RESTORE_DRILL_LAST_RESULT,
     RESTORE_DRILL_LAST_SUCCESS,
 )
@@ -29,7 +33,9 @@ ACTION_BACKUP_FAILED = "ops.backup_failed"
 ACTION_DRILL_PASSED = "ops.restore_drill_passed"
 ACTION_DRILL_FAILED = "ops.restore_drill_failed"
 ACTION_DATABASE_RESTORED = "ops.database_restored"
-_CACHE_KEY = "ops:backup-status:v1"
+ACTION_OFFSITE_COPIED = "ops.backup_offsite_copied"
+ACTION_OFFSITE_FAILED = "ops.backup_offsite_failed"
+_CACHE_KEY = "ops:backup-status:v2"
 _CACHE_SECONDS = 300
 
 
@@ -39,6 +45,11 @@ class BackupStatus:
     last_drill_at: dt.datetime | None
     last_drill_ok: bool | None
     last_drill_success_at: dt.datetime | None
+    # The copy to the bucket (TOLLGATE_BACKUP_S3_URL): the last attempt, its outcome, the last success.
+    offsite_configured: bool = False
+    last_offsite_at: dt.datetime | None = None
+    last_offsite_ok: bool | None = None
+    last_offsite_success_at: dt.datetime | None = None
 
 
 def _record(action: str, details: dict[str, object]) -> None:
@@ -76,6 +87,8 @@ def backup_gauges_refresh() -> None:
         return
     if status.last_backup_at is not None:
         BACKUP_LAST_SUCCESS.set(status.last_backup_at.timestamp())
+    if status.last_offsite_success_at is not None:
+        BACKUP_OFFSITE_LAST_SUCCESS.set(status.last_offsite_success_at.timestamp())
     if status.last_drill_success_at is not None:
         RESTORE_DRILL_LAST_SUCCESS.set(status.last_drill_success_at.timestamp())
     result = -1 if status.last_drill_ok is None else int(status.last_drill_ok)
@@ -85,6 +98,27 @@ def backup_gauges_refresh() -> None:
 def backup_failure_recorded(message: str) -> None:
     _record(ACTION_BACKUP_FAILED, {"error": message[:2000]})
     log.error("backup_failed", error=message)
+
+
+def offsite_copy_recorded(result: OffsiteResult) -> None:
+    """Record a copy to the bucket that left every local backup there (names, never credentials)."""
+    _record(
+        ACTION_OFFSITE_COPIED,
+        {
+            "bucket": result.target.url,
+            "uploaded": result.uploaded,
+            "removed": result.removed,
+            "present": result.present,
+        },
+    )
+    BACKUP_OFFSITE_LAST_SUCCESS.set(time.time())
+    log.info("backup_offsite_copied", uploaded=len(result.uploaded), removed=len(result.removed))
+
+
+def offsite_failure_recorded(message: str) -> None:
+    """Record a copy to the bucket that failed; the next run copies what is missing."""
+    _record(ACTION_OFFSITE_FAILED, {"error": message[:2000]})
+    log.error("backup_offsite_failed", error=message)
 
 
 def restore_drill_recorded(result: DrillResult) -> None:
@@ -131,10 +165,12 @@ def _latest(actions: Iterable[str]) -> AuditEvent | None:
 
 
 def backup_status() -> BackupStatus:
-    """When the last backup was written and how the last restore drill went (cached briefly)."""
+    """When the last backup was written, copied to the bucket, and how the last restore drill went
+    (cached briefly)."""
+    configured = bool(settings.BACKUP_S3_URL)
     status: BackupStatus | None = cache.get(_CACHE_KEY)
     if status is not None:
-        return status
+        return dataclasses.replace(status, offsite_configured=configured)
     backup = _latest([ACTION_BACKUP_CREATED])
     drill = _latest([ACTION_DRILL_PASSED, ACTION_DRILL_FAILED])
     passed = (
@@ -142,11 +178,21 @@ def backup_status() -> BackupStatus:
         if drill is None or drill.action == ACTION_DRILL_PASSED
         else _latest([ACTION_DRILL_PASSED])
     )
+    offsite = _latest([ACTION_OFFSITE_COPIED, ACTION_OFFSITE_FAILED])
+    copied = (
+        offsite
+        if offsite is None or offsite.action == ACTION_OFFSITE_COPIED
+        else _latest([ACTION_OFFSITE_COPIED])
+    )
     status = BackupStatus(
         last_backup_at=backup.created_at if backup else None,
         last_drill_at=drill.created_at if drill else None,
         last_drill_ok=(drill.action == ACTION_DRILL_PASSED) if drill else None,
         last_drill_success_at=passed.created_at if passed else None,
+        offsite_configured=configured,
+        last_offsite_at=offsite.created_at if offsite else None,
+        last_offsite_ok=(offsite.action == ACTION_OFFSITE_COPIED) if offsite else None,
+        last_offsite_success_at=copied.created_at if copied else None,
     )
     cache.set(_CACHE_KEY, status, _CACHE_SECONDS)
     return status

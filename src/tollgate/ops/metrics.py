@@ -195,6 +195,11 @@ BACKUP_LAST_SUCCESS = Gauge(
     "When the last backup completed (Unix time)",
     multiprocess_mode="max",
 )
+BACKUP_OFFSITE_LAST_SUCCESS = Gauge(
+    "tollgate_backup_offsite_last_success_timestamp_seconds",
+    "When the backups were last copied to the bucket in full (Unix time; 0: never, or no bucket)",
+    multiprocess_mode="max",
+)
 RESTORE_DRILL_LAST_SUCCESS = Gauge(
     "tollgate_restore_drill_last_success_timestamp_seconds",
     "When the last restore drill succeeded (Unix time)",
