@@ -60,6 +60,12 @@ def test_events_of_one_stream_chain_in_order_and_verify(user):
     assert report.checked == AuditEvent.objects.count()
 
 
+def test_details_verify_as_the_database_gives_them_back(user):
+    details = {"big": 1e16, "half": 0.5, "whole": 2.0, "pair": (1, 2), "text": "Ωμέγα 🚀"}
+    audit_record(action="test.numbers", actor=user, target=user, details=details)
+    assert audit_chain_verify().ok
+
+
 def test_a_batch_of_events_chains_into_one_stream(user, make_user):
     other = make_user(email="other@example.com")
     with transaction.atomic():

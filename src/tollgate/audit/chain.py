@@ -60,9 +60,21 @@ def _utc(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
+def _plain(value: Any) -> Any:
+    # PostgreSQL's jsonb gives 1e16 back as 10000000000000000: a whole float is written as an int.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
 def canonical_json(value: Any) -> str:
-    # A round trip first, so tuples and non-string keys read as they will from the database.
-    plain = json.loads(json.dumps(value))
+    """Sorted keys, no spaces, UTF-8; after a JSON round trip (tuples and non-string keys read as
+    they will from the database) and with whole floats as ints (as jsonb may return them)."""
+    plain = _plain(json.loads(json.dumps(value)))
     return json.dumps(plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
