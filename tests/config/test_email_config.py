@@ -40,7 +40,8 @@ def config(**values):
 
 
 def test_smtp_url_is_starttls_on_587_with_decoded_credentials():
-    result = config(url="smtp://mailer%40example.org:s%3Ac%2Fr%40t%25@mail.example.org")
+    password = "s%3Ac%2Fr%40t%25"  # percent-encoded "s:c/r@t%"
+    result = config(url=f"smtp://mailer%40example.org:{password}@mail.example.org")
     assert result.problems == []
     assert (result.backend, result.host, result.port) == (SMTP_BACKEND, "mail.example.org", 587)
     assert (result.user, result.password) == ("mailer@example.org", "s:c/r@t%")

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 import tollgate.ops.metrics
 import tollgate.ops.tasks  # noqa: F401 - and the task signals' counters
+import tollgate.security.metrics  # noqa: F401 - and the rate limiter's
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "tollgate.json"
