@@ -3,6 +3,7 @@ by database triggers on PostgreSQL."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Iterator
@@ -40,9 +41,7 @@ def triggers_off() -> Iterator[None]:
 
 
 def _verify() -> tuple[str, str]:
-    from io import StringIO
-
-    out, err = StringIO(), StringIO()
+    out, err = io.StringIO(), io.StringIO()
     call_command("audit_verify", stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
 
@@ -258,3 +257,36 @@ def test_a_writer_of_the_same_stream_waits_for_the_held_one(make_user):
         writer.join(timeout=120)
     assert waited
     assert audit_chain_verify().ok
+
+
+def test_marks_from_an_earlier_run_expose_a_chain_rewritten_with_its_head(user, tmp_path):
+    victim = audit_record(action="test.marked", actor=user, target=user, details={"n": 1})
+    marks = tmp_path / "marks.txt"
+    marks.write_text(_verify()[0])
+    assert f"head stream={victim.stream} seq={victim.seq} hash={victim.chain_hash}" in (
+        marks.read_text()
+    )
+    # Whoever owns the database rewrites the event and recomputes its hash and the head.
+    previous = (
+        AuditEvent.objects.filter(stream=victim.stream, seq=victim.seq - 1)
+        .values_list("chain_hash", flat=True)
+        .first()
+        or chain.GENESIS
+    )
+    victim.details = {"n": 2}
+    forged = chain.link(previous, chain.content_digest(victim))
+    with triggers_off(), connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE audit_auditevent SET details = %s, chain_hash = %s WHERE id = %s",
+            ['{"n": 2}', forged, victim.pk],
+        )
+        cursor.execute(
+            "UPDATE audit_auditstream SET head_hash = %s WHERE number = %s",
+            [forged, victim.stream],
+        )
+    assert "problems=0" in _verify()[0]
+    with pytest.raises(CommandError) as failure:
+        call_command(
+            "audit_verify", "--marks", str(marks), stdout=io.StringIO(), stderr=io.StringIO()
+        )
+    assert victim.public_id in str(failure.value)
