@@ -71,13 +71,14 @@ def _client(target: S3Target) -> Any:
 
 @contextmanager
 def _store_errors(target: S3Target, what: str) -> Iterator[None]:
-    """The library's and the network's errors as a BackupError naming the bucket and the step."""
+    """The library's, the network's and the local files' errors as a BackupError naming the bucket
+    and the step."""
     from boto3.exceptions import Boto3Error
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         yield
-    except (BotoCoreError, ClientError, Boto3Error) as exc:
+    except (BotoCoreError, ClientError, Boto3Error, OSError) as exc:
         raise BackupError(f"{what} in {target.url} failed: {scrub_text(str(exc))[:1000]}") from exc
 
 
