@@ -151,7 +151,7 @@ def worker_main(args: argparse.Namespace) -> int:
     django.setup()
     from django.db import connection
 
-    from tollgate.billing.billing_clock import BATCH_SIZE, billing_run
+    from tollgate.billing.clock import BATCH_SIZE, billing_run
 
     connection.ensure_connection()
     with connection.cursor() as cursor:

@@ -2,8 +2,9 @@ import pytest
 from django.urls import reverse
 
 from tests.billing.conftest import CARD_OK, add_card, new_key
-from tollgate.billing import inbox, services
+from tollgate.billing import services
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import (
     Customer,
     InboundEvent,

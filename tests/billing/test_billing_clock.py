@@ -14,7 +14,7 @@ from tests.billing.conftest import (
     new_key,
 )
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.models import Invoice, LedgerTransaction, PaymentAttempt, Subscription
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus

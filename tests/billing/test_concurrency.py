@@ -140,7 +140,7 @@ def test_concurrent_first_uses_create_one_customer(db):
 def test_three_workers_running_the_clock_charge_every_renewal_exactly_once(make_customer, price):
     import datetime as dt
 
-    from tollgate.billing.billing_clock import billing_run
+    from tollgate.billing.clock import billing_run
     from tollgate.core import clock
 
     start = dt.datetime(2025, 1, 15, 9, tzinfo=dt.UTC)

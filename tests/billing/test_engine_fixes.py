@@ -15,7 +15,7 @@ from tests.billing.conftest import (
     new_key,
 )
 from tollgate.billing import periods, services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.errors import PaymentMethodRequired
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.locks import lock_invoice

@@ -19,7 +19,7 @@ from django.test import Client
 from tests import concurrency
 from tests.billing.conftest import CARD_OK, CARD_REQUIRES_AUTHENTICATION, add_card, new_key
 from tests.ops.conftest import CapturedLogs, captured_logs  # noqa: F401  (fixture)
-from tollgate.billing import inbox, services
+from tollgate.billing import services
 from tollgate.billing.gateways.base import EventRejected
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.gateways.sandbox.models import SandboxCharge
@@ -28,6 +28,7 @@ from tollgate.billing.gateways.signatures import (
     signature_header_build,
     signature_verify,
 )
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import (
     InboundEvent,
     Invoice,

@@ -10,7 +10,7 @@ from django.core import mail
 from tests.billing.conftest import CARD_OK, CARD_REQUIRES_AUTHENTICATION, add_card, new_key
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.models import Invoice, PaymentAttempt
 from tollgate.billing.selectors import ledger_check

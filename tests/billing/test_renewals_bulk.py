@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from tests.billing.conftest import CARD_OK, CARD_REQUIRES_AUTHENTICATION, add_card, new_key
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.errors import InvoiceImmutable, InvoiceTotalsMismatch
 from tollgate.billing.locks import lock_subscription
 from tollgate.billing.models import Invoice, LedgerEntry, PaymentAttempt, PaymentMethod

@@ -10,7 +10,7 @@ from django.core import mail
 from tests.billing.conftest import CARD_INSUFFICIENT_FUNDS, CARD_OK, CARD_STOLEN, add_card, new_key
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.models import Invoice, LedgerEntry, LedgerTransaction
 from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus

@@ -14,7 +14,7 @@ from axe_playwright_python.sync_playwright import Axe
 from django.core import mail
 
 from tests.conftest import STRONG_PASSWORD
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.models import Invoice, Subscription
 from tollgate.billing.states import InvoiceStatus, SubscriptionStatus
 from tollgate.catalog.services import catalog_load

@@ -14,8 +14,9 @@ from axe_playwright_python.sync_playwright import Axe
 
 from tests.billing.conftest import CARD_OK, CATALOG, add_card, new_key
 from tests.conftest import STRONG_PASSWORD
-from tollgate.billing import inbox, services
+from tollgate.billing import services
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import PaymentAttempt, Refund
 from tollgate.billing.reconciliation import reconciliation_run
 from tollgate.catalog.models import Price

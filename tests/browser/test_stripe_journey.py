@@ -21,7 +21,7 @@ from tests.billing.stripe.conftest import (  # noqa: F401  (fixtures)
 from tests.browser.test_billing_journeys import CATALOG, sign_in
 from tests.conftest import STRONG_PASSWORD
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.stripe.adapter import StripeGateway
 from tollgate.billing.models import PaymentAttempt, PaymentMethod, Subscription
 from tollgate.billing.states import PaymentStatus, SubscriptionStatus

@@ -13,7 +13,7 @@ from standardwebhooks.webhooks import Webhook
 from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card, new_key
 from tests.integrations.conftest import Receiver
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.models import Invoice, PaymentAttempt, Refund, Subscription
 from tollgate.core import clock
 from tollgate.integrations.webhooks import webhook_endpoint_create

@@ -18,7 +18,7 @@ from tests.legacy.conftest import INVALID, VALID
 from tollgate.accounts.models import User
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import ledger
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.models import (
     Customer,
     Invoice,

@@ -16,7 +16,7 @@ from tests.billing.conftest import (
 )
 from tests.notifications.emails import assert_transactional, html_of, sent
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.models import Invoice, PaymentAttempt, Refund
 from tollgate.core import clock
 

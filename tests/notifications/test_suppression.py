@@ -26,7 +26,7 @@ from tests.conftest import STRONG_PASSWORD, last_mail_to, links_in
 from tollgate.accounts.models import User
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.models import PaymentAttempt
 from tollgate.core import clock
 from tollgate.core.models import OutboxMessage

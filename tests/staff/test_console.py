@@ -13,10 +13,11 @@ from django.urls import reverse
 
 from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card, new_key
 from tollgate.audit.models import AuditEvent
-from tollgate.billing import inbox, services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing import services
+from tollgate.billing.clock import billing_run
 from tollgate.billing.customer_summary import customer_summary
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, Refund
 from tollgate.billing.reports import customer_lookup
 from tollgate.billing.services.disputes import DisputeReport, dispute_acknowledge, dispute_record

@@ -9,9 +9,10 @@ import pytest
 
 from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.audit.models import AuditEvent
-from tollgate.billing import inbox, services
+from tollgate.billing import services
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.gateways.sandbox.models import SandboxCharge
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import InboundEvent, InvoiceLine, ReconciliationRun
 from tollgate.billing.reconciliation import reconciliation_run
 from tollgate.core import clock

@@ -12,7 +12,7 @@ import pytest
 
 from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card, new_key
 from tollgate.billing import reports, services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.catalog.models import Price
 from tollgate.catalog.services import catalog_load
 from tollgate.core import clock

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import reports, revenue, services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.models import Subscription
 from tollgate.catalog.models import Price
 from tollgate.catalog.services import catalog_load

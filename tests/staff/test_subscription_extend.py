@@ -10,7 +10,7 @@ import pytest
 from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card, new_key
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.errors import TransitionRefused
 from tollgate.billing.models import Invoice, PaymentAttempt
 from tollgate.billing.states import SubscriptionStatus

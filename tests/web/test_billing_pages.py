@@ -23,7 +23,7 @@ from tests.billing.conftest import (
 from tests.conftest import STRONG_PASSWORD
 from tests.web.conftest import card_saved_on_hosted_form, form_token
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.models import Invoice, InvoiceLine, PaymentAttempt, Refund, Subscription
 from tollgate.billing.previews import ChangeTiming, change_preview

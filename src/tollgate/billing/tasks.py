@@ -1,4 +1,4 @@
-"""Background entry points for billing (thin: the logic is in billing_clock, inbox and
+"""Background entry points for billing (thin: the logic is in clock/, inbound/ and
 reconciliation)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from huey import crontab
 from huey.contrib.djhuey import db_periodic_task, db_task
 
-from tollgate.billing import inbox
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
+from tollgate.billing.inbound import inbox
 from tollgate.billing.notices import notices_send
 from tollgate.billing.reconciliation import reconciliation_daily, reconciliation_due
 from tollgate.core import clock

@@ -14,7 +14,7 @@ urlpatterns = [
     path("sandbox/", include("tollgate.billing.gateways.sandbox.urls")),
     path("stripe/", include("tollgate.billing.gateways.stripe.urls")),
     path("webhooks/email/", include("tollgate.notifications.urls")),
-    path("webhooks/", include("tollgate.billing.webhooks")),
+    path("webhooks/", include("tollgate.billing.inbound.webhooks")),
     path("billing/", include("tollgate.web.billing_urls")),
     path("staff/", include("tollgate.web.staff_urls")),
     path("", include("tollgate.web.urls")),

@@ -26,7 +26,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_access_record
 from tollgate.billing import customer_summary as summary
-from tollgate.billing import inbox, reports, services
+from tollgate.billing import reports, services
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import (
     Dispute,
     InboundEvent,

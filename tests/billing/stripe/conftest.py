@@ -20,9 +20,10 @@ import requests
 import stripe
 
 from tests.billing.stripe.peer import StripePeer
-from tollgate.billing import inbox, services
+from tollgate.billing import services
 from tollgate.billing.gateways.stripe.adapter import StripeGateway
 from tollgate.billing.gateways.stripe.conf import API_VERSION
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import Customer, InboundEvent, PaymentMethod
 from tollgate.core import clock
 

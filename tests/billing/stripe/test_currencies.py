@@ -18,7 +18,7 @@ from tests.billing.stripe.conftest import (
     event_payload,
 )
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.base import ChargeRequest, GatewayRequestRefused, RefundRequest
 from tollgate.billing.models import Dispute, PaymentAttempt, Refund, StripeRequest
 from tollgate.billing.selectors import ledger_check

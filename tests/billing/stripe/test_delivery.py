@@ -27,8 +27,9 @@ from tests.billing.stripe.conftest import (
     header_for,
     to_dict,
 )
-from tollgate.billing import inbox, services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing import services
+from tollgate.billing.clock import billing_run
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import (
     Customer,
     Dispute,
@@ -251,7 +252,7 @@ def test_an_event_whose_worker_was_killed_mid_way_is_processed_once_after_restar
             [
                 sys.executable,
                 "-c",
-                "import django; django.setup(); from tollgate.billing import inbox; "
+                "import django; django.setup(); from tollgate.billing.inbound import inbox; "
                 f"inbox.event_process(event_id={event.pk})",
             ],
             env=worker_environment(peer.url, secret_for_webhooks, tmp_path),

@@ -18,7 +18,7 @@ from tests.billing.stripe.conftest import (
     add_card,
 )
 from tollgate.billing import services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.errors import PaymentMethodNotFound
 from tollgate.billing.gateways.base import (
     ChargeRequest,

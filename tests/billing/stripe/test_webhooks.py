@@ -25,8 +25,9 @@ from tests.billing.stripe.conftest import (
     to_dict,
 )
 from tollgate.audit.models import AuditEvent
-from tollgate.billing import inbox, services
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing import services
+from tollgate.billing.clock import billing_run
+from tollgate.billing.inbound import inbox
 from tollgate.billing.models import (
     Dispute,
     InboundEvent,

@@ -13,6 +13,11 @@ ADAPTERS = {
     "sandbox": "tollgate.billing.gateways.sandbox.adapter.SandboxGateway",
     "stripe": "tollgate.billing.gateways.stripe.adapter.StripeGateway",
 }
+# Each gateway's start-up hook: registers its inbound event handlers (``inbound.handlers``).
+READY = {
+    "sandbox": "tollgate.billing.gateways.sandbox.events.ready",
+    "stripe": "tollgate.billing.gateways.stripe.events.ready",
+}
 
 
 def gateway_get(name: str | None = None) -> Gateway:
@@ -32,3 +37,9 @@ def gateway_charges_exactly(money: Money) -> bool:
     """Whether the configured gateway can charge ``money`` without rounding (registered with
     ``core.money`` so that the catalog refuses a price it could not charge)."""
     return gateway_get().can_charge_exactly(amount=money.amount, currency=money.currency)
+
+
+def gateways_ready() -> None:
+    """Run every gateway's start-up hook (from the billing app's ``AppConfig.ready``)."""
+    for path in READY.values():
+        import_string(path)()

@@ -13,11 +13,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.views.decorators.debug import sensitive_variables
 
-from tollgate.billing import inbox
 from tollgate.billing.errors import LinkUnavailable
 from tollgate.billing.gateways.base import GatewayRequestRefused, SetupResult, SetupStatus
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway, setup_session_expired
 from tollgate.billing.gateways.sandbox.models import SandboxCharge, SandboxSetupSession
+from tollgate.billing.inbound import inbox
 
 # What each test card does, as the card form lists them (every number is in adapter.TEST_CARDS).
 TEST_CARD_GUIDE = (

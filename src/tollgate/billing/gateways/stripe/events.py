@@ -1,6 +1,6 @@
 """What Tollgate does with each Stripe event: the handlers the inbox worker runs for Stripe.
 
-Like the sandbox's (``billing.events``), every handler treats an event as news that an object
+Like the sandbox's (``gateways/sandbox/events.py``), every handler treats an event as news that an object
 changed and acts on the object as Stripe has it *now* (fetched by id), through services that ignore
 what they already know: a duplicate is a no-op, and events arriving early, late or in any order
 converge to the same final state. Disputes carry their state in the event and only move forward.
@@ -11,24 +11,23 @@ objects Tollgate never made (no key in their metadata) are acknowledged and left
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
 from tollgate.billing import services
 from tollgate.billing.errors import EventNotReady
-from tollgate.billing.gateways.base import SetupStatus
 from tollgate.billing.gateways.stripe.adapter import StripeGateway, saved_card, stripe_field
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA
 from tollgate.billing.gateways.stripe.currencies import tollgate_amount
+from tollgate.billing.inbound.handlers import Handler, handlers_register, setup_attach
 from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, PaymentMethod, Refund
 from tollgate.billing.services import disputes
 from tollgate.billing.states import PaymentStatus, RefundStatus
 
 log = structlog.get_logger(__name__)
 
-Handler = Callable[[InboundEvent], None]
 GATEWAY = StripeGateway.name
 _NOT_ANSWERED = frozenset({PaymentStatus.PENDING, PaymentStatus.UNKNOWN})
 _AWAITING = _NOT_ANSWERED | {PaymentStatus.REQUIRES_ACTION}
@@ -50,29 +49,13 @@ def _id(value: Any) -> str:
 
 
 # --- Card setup ---------------------------------------------------------------------------------------
-def _setup_attach(setup_intent: str) -> None:
-    gateway = StripeGateway()
-    result = gateway.setup_result(session_reference=setup_intent)
-    if result.status != SetupStatus.SUCCEEDED or result.card is None:
-        log.info("stripe.setup_not_succeeded", status=result.status)
-        return
-    if PaymentMethod.objects.filter(gateway=GATEWAY, gateway_token=result.card.token).exists():
-        return
-    customer = Customer.objects.filter(
-        gateway=GATEWAY, gateway_reference=result.customer_reference
-    ).first()
-    if customer is None:
-        raise _not_ready("no customer is linked to this Stripe customer")
-    services.payment_method_attach(customer=customer, setup_reference=setup_intent)
-
-
 def setup_intent_succeeded(event: InboundEvent) -> None:
     """A card was saved with a SetupIntent: attach it to its customer as the default card (which
     also charges what is open), unless it is attached already."""
     setup_intent = _id(_object(event).get("id"))
     if not setup_intent:
         raise _not_ready("the event names no setup intent")
-    _setup_attach(setup_intent)
+    setup_attach(gateway=GATEWAY, setup_reference=setup_intent)
 
 
 def checkout_session_completed(event: InboundEvent) -> None:
@@ -82,7 +65,7 @@ def checkout_session_completed(event: InboundEvent) -> None:
     if session.get("mode") != "setup" or not setup_intent:
         log.info("stripe.checkout_session_ignored", mode=session.get("mode"))
         return
-    _setup_attach(setup_intent)
+    setup_attach(gateway=GATEWAY, setup_reference=setup_intent)
 
 
 # --- Payments -----------------------------------------------------------------------------------------
@@ -215,3 +198,8 @@ HANDLERS: Mapping[str, Handler] = {
     "payment_method.detached": payment_method_changed,
     "customer.deleted": customer_deleted,
 }
+
+
+def ready() -> None:
+    """Register Stripe's webhook header and handlers (``inbound.handlers``)."""
+    handlers_register(gateway=GATEWAY, signature_header="Stripe-Signature", handlers=HANDLERS)

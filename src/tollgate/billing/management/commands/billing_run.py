@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from tollgate.billing.billing_clock import billing_run
+from tollgate.billing.clock import billing_run
 from tollgate.billing.notices import notices_send
 from tollgate.core import clock
 

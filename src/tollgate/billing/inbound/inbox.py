@@ -12,7 +12,7 @@ Intake (:func:`event_receive`), used by the webhook endpoint and by the sandbox'
    happens in the request, so the sender gets its 2xx fast.
 
 Processing (:func:`event_process`, and :func:`events_sweep` every minute as the safety net): a
-worker takes a lease on the event (``locked_until``), runs its handler from ``billing.events``
+worker takes a lease on the event (``locked_until``), runs its handler (registered by its gateway, ``inbound.handlers``)
 outside any transaction (handlers call the services, each one transaction) and records
 ``processed``, or ``failed`` with the error kept and the next attempt scheduled (backoff as the
 outbox's, at most ``MAX_ATTEMPTS`` attempts). A worker that dies mid-way leaves the lease to run
@@ -35,9 +35,9 @@ from django.db.models.constants import OnConflict
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
 from tollgate.billing.errors import EventNotReady, IntakeBusy
-from tollgate.billing.events import handler_for
 from tollgate.billing.gateways.base import GatewayEvent
 from tollgate.billing.gateways.registry import gateway_get
+from tollgate.billing.inbound.handlers import handler_for
 from tollgate.billing.models import InboundEvent
 from tollgate.core import clock
 from tollgate.core.errors import Conflict, PermissionDenied
@@ -47,7 +47,6 @@ from tollgate.core.outbox import retry_delay
 log = structlog.get_logger(__name__)
 
 # The HTTP header each gateway sends its signature in.
-SIGNATURE_HEADERS = {"sandbox": "Sandbox-Signature", "stripe": "Stripe-Signature"}
 # About five hours of retries with the outbox's backoff (30 s doubling up to an hour).
 MAX_ATTEMPTS = 12
 # How long a worker may take over one event before another may assume it died.
@@ -69,11 +68,6 @@ class EventReceipt:
     def event(self) -> InboundEvent:
         """The stored event (one query)."""
         return InboundEvent.objects.get(gateway=self.gateway, event_id=self.event_id)
-
-
-def signature_header_for(gateway: str) -> str | None:
-    """The HTTP header carrying ``gateway``'s signature; None for a gateway without webhooks."""
-    return SIGNATURE_HEADERS.get(gateway)
 
 
 def event_receive(*, gateway: str, payload: bytes, signature: str) -> EventReceipt:

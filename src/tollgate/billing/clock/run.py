@@ -40,6 +40,7 @@ from django.db.models import Q, QuerySet
 
 from tollgate.audit.services import audit_record
 from tollgate.billing import services
+from tollgate.billing.clock.renewals import renewal_charges_send
 from tollgate.billing.conf import billing_settings
 from tollgate.billing.errors import PaymentMethodRequired
 from tollgate.billing.gateways.registry import gateway_get
@@ -52,7 +53,6 @@ from tollgate.billing.models import (
     Refund,
     Subscription,
 )
-from tollgate.billing.renewals import renewal_charges_send
 from tollgate.billing.services.payments import payment_send
 from tollgate.billing.states import (
     PAYMENT_LIVE,

@@ -14,9 +14,10 @@ from django.http.request import RawPostDataException
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from tollgate.billing import inbox
 from tollgate.billing.errors import IntakeBusy, MethodNotAllowed, WebhookRejected
 from tollgate.billing.gateways.base import EventRejected
+from tollgate.billing.inbound import inbox
+from tollgate.billing.inbound.handlers import signature_header_for
 from tollgate.core.errors import NotFound, TollgateError
 
 
@@ -26,7 +27,7 @@ def _error(exc: TollgateError) -> JsonResponse:
 
 @csrf_exempt  # signed by the gateway instead; no browser session is involved
 def webhook_receive(request: HttpRequest, gateway: str) -> JsonResponse:
-    header = inbox.signature_header_for(gateway)
+    header = signature_header_for(gateway)
     if gateway != settings.PAYMENT_GATEWAY or header is None:
         return _error(NotFound("No webhook endpoint for this gateway is active here."))
     if request.method != "POST":
