@@ -8,9 +8,10 @@ v1=..``), is prepared first; then client processes POST them to ``/webhooks/stri
 keep-alive connections (127.0.0.1 only, a time cap stops them) and the server verifies, stores and
 queues each one. Nothing processes the queue: this measures acceptance, what a gateway waits for.
 
-Result line:
+Result line (``webhook_vs_healthz``: the events' rate over the rate of ``GET /healthz`` measured by
+the same clients just before and just after them):
 
-    webhook_events_per_s=1234.5 events=6000 accepted=6000 stored=6000 errors=0 p50_ms=.. ...
+    webhook_events_per_s=1234.5 webhook_vs_healthz=0.5 healthz_rps=.. events=6000 accepted=6000 stored=6000 errors=0 p50_ms=.. ...
 
 ``stored`` is counted in the database afterwards: every accepted event is stored exactly once.
 The database (created here and dropped afterwards, its name must contain "bench") comes from
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import _procs
+import entitlements as ent
 from _procs import (
     HOST,
     ROOT,
@@ -241,6 +243,11 @@ def main() -> int:
                 )
                 for share in shares
             ]
+            healthz = ent.Job("GET", "/healthz", {"Host": HOST, "X-Forwarded-Proto": "https"})
+            healthz_options = {"clients": args.clients, "threads": args.threads}
+            before = ent.load(
+                server, port, healthz, **healthz_options, seconds=5, max_requests=50_000
+            )
             started = time.perf_counter()
             for process in processes:
                 process.start()
@@ -248,6 +255,9 @@ def main() -> int:
             elapsed = time.perf_counter() - started
             for process in processes:
                 process.join(10)
+            after = ent.load(
+                server, port, healthz, **healthz_options, seconds=5, max_requests=50_000
+            )
             stop(server)
             server_log = log_path.read_text(errors="replace")[-2000:]
         latencies = sorted(v for result in results for v in result["latencies"])
@@ -258,9 +268,18 @@ def main() -> int:
         accepted = statuses.get(200, 0)
         errors = sum(count for status, count in statuses.items() if status != 200)
         stored = stored_events(database_url) - len(warmup)
-        ok = accepted == args.events and stored == accepted and errors == 0
+        # /healthz just before and just after, the same clients: the machine in the same state.
+        healthz_rps = (before.rps + after.rps) / 2
+        ok = (
+            accepted == args.events
+            and stored == accepted
+            and errors == 0
+            and before.errors == after.errors == 0
+        )
         print(
-            f"webhook_events_per_s={accepted / elapsed:.1f} events={args.events}"
+            f"webhook_events_per_s={accepted / elapsed:.1f}"
+            f" webhook_vs_healthz={accepted / elapsed / healthz_rps if healthz_rps else 0:.2f}"
+            f" healthz_rps={healthz_rps:.1f} events={args.events}"
             f" accepted={accepted} stored={stored} errors={errors}"
             f" p50_ms={statistics.median(latencies):.2f}"
             f" p99_ms={latencies[int(len(latencies) * 0.99) - 1]:.2f}"
