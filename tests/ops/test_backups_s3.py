@@ -281,7 +281,7 @@ def test_the_retention_applies_to_the_bucket_and_touches_nothing_else(
 
 @committed
 def test_a_failed_copy_keeps_the_local_backup_exits_non_zero_and_is_made_good_next_run(
-    paid_subscription, bucket_settings, bucket, s3_server
+    paid_subscription, bucket_settings, bucket, s3_server, client
 ):
     unreachable = S3Server.start()
     unreachable.stop()  # a port where nothing answers any more
@@ -296,6 +296,14 @@ def test_a_failed_copy_keeps_the_local_backup_exits_non_zero_and_is_made_good_ne
     failed = AuditEvent.objects.get(action="ops.backup_offsite_failed")
     assert "Listing the backups" in failed.details["error"]
     assert AuditEvent.objects.filter(action="ops.backup_created").count() == 1
+    client.force_login(
+        User.objects.create_user(
+            email="staff@example.org", password="correct-horse-battery-staple-42", is_staff=True
+        )
+    )
+    page = client.get("/staff/").text
+    assert "Last copy to the bucket: <strong>failed</strong>" in page
+    assert "(last success: never)" in page
 
     bucket_settings.BACKUP_S3_ENDPOINT = s3_server.endpoint  # the store is back
     call_command("backup", "--copy-only")
