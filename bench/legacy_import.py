@@ -210,8 +210,8 @@ def measure(args: argparse.Namespace, database_url: str, work: Path) -> tuple[st
     from django.core.management import call_command
     from django.db import connection
 
+    from tollgate.billing.integrity import ledger_check
     from tollgate.billing.models import Invoice, Subscription
-    from tollgate.billing.selectors import ledger_check
     from tollgate.legacy.importer import legacy_import
     from tollgate.legacy.validation import dataset_check_database, dataset_load
 

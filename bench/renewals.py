@@ -499,8 +499,8 @@ def verify() -> Verdict:
     """Count what the run did, and every duplicate for a subscription period."""
     from django.db import connection
 
+    from tollgate.billing.integrity import ledger_check
     from tollgate.billing.models import Invoice, PaymentAttempt
-    from tollgate.billing.selectors import ledger_check
 
     cycle = Invoice.objects.filter(billing_reason=Invoice.BillingReason.SUBSCRIPTION_CYCLE)
     with connection.cursor() as cursor:
@@ -551,7 +551,7 @@ def measure(workers: int, args: argparse.Namespace, database_url: str, data_dir:
     from django.core.management import call_command
     from django.db import connection
 
-    from tollgate.billing.selectors import ledger_check
+    from tollgate.billing.integrity import ledger_check
 
     django_release()
     database_recreate(database_url)

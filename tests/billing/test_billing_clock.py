@@ -15,8 +15,8 @@ from tests.billing.conftest import (
 )
 from tollgate.billing import services
 from tollgate.billing.clock import billing_run
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, LedgerTransaction, PaymentAttempt, Subscription
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.billing.steps.payments import payment_begin_locked
 from tollgate.billing.tasks import billing_clock_task

@@ -12,8 +12,8 @@ from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
 from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.sandbox.models import SandboxRefund
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, LedgerEntry, PaymentAttempt, Refund
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, SubscriptionStatus
 from tollgate.core import clock
 from tollgate.core.errors import ValidationFailed

@@ -12,8 +12,9 @@ from tests.billing.conftest import (
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
 from tollgate.billing.errors import PaymentInProgress, TransitionRefused
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice
-from tollgate.billing.selectors import ledger_check, subscription_current
+from tollgate.billing.selectors import subscription_current
 from tollgate.billing.states import InvoiceStatus, SubscriptionStatus
 from tollgate.core import clock
 

@@ -13,8 +13,8 @@ from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import services
 from tollgate.billing.errors import SubscriptionExists, TransitionRefused
 from tollgate.billing.gateways.sandbox.models import SandboxCharge, SandboxRefund
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, PaymentAttempt, Refund, Subscription
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import SUBSCRIPTION_ENDED
 from tollgate.core.errors import IdempotencyKeyInProgress
 from tollgate.core.models import IdempotencyRecord

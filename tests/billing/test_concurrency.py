@@ -18,8 +18,8 @@ from tollgate.billing.errors import (
     RefundExceedsCaptured,
 )
 from tollgate.billing.gateways.sandbox.models import SandboxCharge, SandboxRefund
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Customer, Invoice, PaymentAttempt, PaymentMethod, Refund
-from tollgate.billing.selectors import ledger_check
 from tollgate.core.errors import IdempotencyKeyInProgress
 
 pytestmark = [

@@ -18,8 +18,8 @@ from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import periods, services
 from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.sandbox.models import SandboxCharge
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, PaymentAttempt, Subscription
-from tollgate.billing.selectors import ledger_check
 from tollgate.core import clock
 
 pytestmark = [

@@ -18,6 +18,7 @@ from tollgate.billing import periods, services
 from tollgate.billing.clock import billing_run
 from tollgate.billing.errors import PaymentMethodRequired
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.locks import lock_invoice
 from tollgate.billing.models import (
     Invoice,
@@ -25,7 +26,6 @@ from tollgate.billing.models import (
     LedgerTransaction,
     PaymentAttempt,
 )
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.billing.steps.invoices import invoice_void_locked, invoice_write_off_locked
 from tollgate.catalog.models import Plan

@@ -16,8 +16,8 @@ from tests.billing.conftest import (
 from tollgate.billing import services
 from tollgate.billing.errors import PaymentMethodRequired, SubscriptionExists
 from tollgate.billing.gateways.sandbox.models import SandboxCharge
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, PaymentAttempt, Subscription
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.services.subscriptions import _subscription_start
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.core import clock

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tests.billing.conftest import CARD_OK, add_card, new_key
 from tollgate.billing import ledger, services
 from tollgate.billing.errors import LedgerImmutable, LedgerUnbalanced, RefundExceedsCaptured
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import (
     Invoice,
     LedgerAccount,
@@ -19,7 +20,6 @@ from tollgate.billing.models import (
     PaymentAttempt,
     Refund,
 )
-from tollgate.billing.selectors import ledger_check
 from tollgate.core.money import Money
 
 LEDGER_TRIGGERS = (

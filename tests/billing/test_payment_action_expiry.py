@@ -12,8 +12,8 @@ from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
 from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, PaymentAttempt
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.core import clock
 

@@ -16,8 +16,8 @@ from tollgate.billing.errors import InvoiceNotPayable, PaymentInProgress, Paymen
 from tollgate.billing.gateways.base import ChargeResult, ChargeStatus
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.gateways.sandbox.models import SandboxCharge
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, LedgerTransaction, PaymentAttempt
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.billing.steps.payments import payment_begin_locked
 

@@ -6,8 +6,8 @@ from tests.billing.conftest import CARD_DECLINES_AFTER_ATTACH, CARD_OK, add_card
 from tollgate.billing import services
 from tollgate.billing.clock import billing_run
 from tollgate.billing.errors import TransitionRefused
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, PaymentAttempt
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import SubscriptionStatus
 from tollgate.catalog.services import catalog_load
 from tollgate.core import clock

@@ -34,6 +34,7 @@ from tollgate.billing.gateways.base import (
 )
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.gateways.sandbox.models import SandboxCharge, SandboxRefund
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.locks import lock_invoice
 from tollgate.billing.models import (
     Invoice,
@@ -50,7 +51,6 @@ from tollgate.billing.reconciliation import (
     reconciliation_due,
     reconciliation_run,
 )
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, RefundStatus, SubscriptionStatus
 from tollgate.billing.steps.payments import payment_begin_locked
 from tollgate.billing.tasks import reconciliation_daily_task

@@ -10,8 +10,8 @@ from tollgate.billing.errors import (
 from tollgate.billing.gateways.base import RefundRequest
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.gateways.sandbox.models import SandboxRefund
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import LedgerEntry, PaymentAttempt, Refund
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import RefundStatus
 from tollgate.billing.steps.refunds import refund_fingerprint
 from tollgate.core import clock

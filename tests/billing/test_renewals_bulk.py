@@ -16,10 +16,10 @@ from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
 from tollgate.billing.clock import billing_run
 from tollgate.billing.errors import InvoiceImmutable, InvoiceTotalsMismatch
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.locks import lock_subscription
 from tollgate.billing.models import Invoice, LedgerEntry, PaymentAttempt, PaymentMethod
 from tollgate.billing.periods import Period
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.billing.steps import invoices as invoice_steps
 from tollgate.billing.steps.renewals import (

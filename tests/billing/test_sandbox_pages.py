@@ -32,8 +32,8 @@ from tollgate.billing.gateways.sandbox.models import (
     SandboxCharge,
     SandboxSetupSession,
 )
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import InboundEvent, Invoice, PaymentAttempt, PaymentMethod
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.core import clock
 

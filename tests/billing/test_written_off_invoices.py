@@ -11,8 +11,8 @@ from tests.billing.conftest import CARD_INSUFFICIENT_FUNDS, CARD_OK, CARD_STOLEN
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import services
 from tollgate.billing.clock import billing_run
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Invoice, LedgerEntry, LedgerTransaction
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.core import clock
 
@@ -100,7 +100,7 @@ def test_a_declined_payment_of_a_written_off_invoice_leaves_it_written_off(
 def test_the_ledger_check_expects_a_reversal_for_every_paid_written_off_invoice(
     written_off, customer
 ):
-    from tollgate.billing.selectors import _invoice_problems
+    from tollgate.billing.integrity import _invoice_problems
 
     add_card(customer, CARD_OK)
     services.invoice_pay(invoice=written_off, off_session=False, idempotency_key=new_key())

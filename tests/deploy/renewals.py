@@ -36,8 +36,8 @@ def setup(count: int) -> None:
 
 def report() -> dict[str, object]:
     from tollgate.billing.gateways.sandbox.models import SandboxCharge
+    from tollgate.billing.integrity import ledger_check
     from tollgate.billing.models import PaymentAttempt, Subscription
-    from tollgate.billing.selectors import ledger_check
     from tollgate.billing.states import PaymentStatus
     from tollgate.core import clock
 

@@ -19,6 +19,7 @@ from tollgate.accounts.models import User
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import ledger
 from tollgate.billing.clock import billing_run
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import (
     Customer,
     Invoice,
@@ -29,7 +30,6 @@ from tollgate.billing.models import (
     PaymentAttempt,
     Subscription,
 )
-from tollgate.billing.selectors import ledger_check
 from tollgate.catalog.models import Price
 from tollgate.core import clock
 from tollgate.core.models import OutboxMessage

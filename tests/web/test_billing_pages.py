@@ -27,7 +27,7 @@ from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.models import Invoice, InvoiceLine, PaymentAttempt, Refund, Subscription
 from tollgate.billing.previews import ChangeTiming, change_preview
-from tollgate.billing.selectors import account_payment_overdue, subscription_overview
+from tollgate.billing.selectors import account_payment_overdue, subscription_current
 from tollgate.billing.states import SUBSCRIPTION_ENDED, InvoiceStatus, SubscriptionStatus
 from tollgate.core import clock
 from tollgate.core.errors import ValidationFailed
@@ -542,7 +542,7 @@ def test_pages_that_loaded_the_subscription_answer_the_past_due_banner_as_its_qu
     }
     Subscription.objects.filter(pk=subscription.pk).update(status=status, **consistent)
     overdue = account_payment_overdue(user_id=account.pk)
-    assert payment_overdue_of(subscription_overview(customer=account_customer)) == overdue
+    assert payment_overdue_of(subscription_current(customer=account_customer)) == overdue
     for path in ("/billing/", "/pricing/"):
         page = billing_client.get(path).content.decode()
         assert ("your subscription is past due" in page) == overdue, (path, status)

@@ -21,7 +21,7 @@ from django.db.migrations.loader import MigrationLoader
 from django.db.utils import load_backend
 from psycopg import sql
 
-from tollgate.billing.selectors import ledger_check
+from tollgate.billing.integrity import ledger_check
 from tollgate.core.redaction import scrub_text
 from tollgate.ops.backup_conf import BackupSettings, backup_settings
 from tollgate.ops.backups import (

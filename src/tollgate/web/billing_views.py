@@ -127,7 +127,7 @@ def _next_charge(subscription: Subscription | None) -> tuple[Any, Price] | None:
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     customer = selectors.customer_for(user=request.user)
-    subscription = selectors.subscription_overview(customer=customer) if customer else None
+    subscription = selectors.subscription_current(customer=customer) if customer else None
     invoices = selectors.invoices_for(customer=customer) if customer else Invoice.objects.none()
     page = _invoice_page(invoices.only(*_INVOICE_ROW), request.GET.get("page"))
     granting = subscription is not None and subscription.status in GRANTING
@@ -185,7 +185,7 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
     user = _user(request)
     price = _price_for_sale(price_id)
     customer = selectors.customer_for(user=user)
-    current = selectors.subscription_overview(customer=customer) if customer else None
+    current = selectors.subscription_current(customer=customer) if customer else None
     if current is not None and current.status == SubscriptionStatus.INCOMPLETE:
         return redirect("billing:checkout_return")  # its first payment is still to be made
     if current is not None:
@@ -262,7 +262,7 @@ def checkout_return(request: HttpRequest) -> HttpResponse:
     if reference:
         return _checkout_complete(request, reference)
     customer = selectors.customer_for(user=request.user)
-    subscription = selectors.subscription_overview(customer=customer) if customer else None
+    subscription = selectors.subscription_current(customer=customer) if customer else None
     if subscription is None:
         return redirect("web:pricing")
     payment = (
@@ -374,7 +374,7 @@ def _card_attach(request: HttpRequest, reference: str) -> HttpResponse:
     if paid:
         numbers = ", ".join(invoice.number or invoice.public_id for invoice in paid)
         messages.success(request, f"Thank you: invoice {numbers} is paid.")
-    subscription = selectors.subscription_overview(customer=customer)
+    subscription = selectors.subscription_current(customer=customer)
     if still_open and subscription is not None:
         payment = selectors.payment_latest(subscription=subscription)
         if payment is not None and payment.status == PaymentStatus.FAILED:
@@ -477,7 +477,7 @@ def change_plan(request: HttpRequest) -> HttpResponse:
     A scheduled change can be dropped here too."""
     user = _user(request)
     customer = selectors.customer_for(user=user)
-    subscription = selectors.subscription_overview(customer=customer) if customer else None
+    subscription = selectors.subscription_current(customer=customer) if customer else None
     if subscription is None:
         messages.info(request, "Choose a plan to subscribe to first.")
         return redirect("web:pricing")
@@ -562,7 +562,7 @@ def cancel(request: HttpRequest) -> HttpResponse:
     """Cancel at the end of the period, with a short survey of why."""
     user = _user(request)
     customer = selectors.customer_for(user=user)
-    subscription = selectors.subscription_overview(customer=customer) if customer else None
+    subscription = selectors.subscription_current(customer=customer) if customer else None
     if (
         subscription is None
         or subscription.cancel_at_period_end
@@ -602,7 +602,7 @@ def cancel(request: HttpRequest) -> HttpResponse:
 @login_required
 def resume(request: HttpRequest) -> HttpResponse:
     customer = selectors.customer_for(user=request.user)
-    subscription = selectors.subscription_overview(customer=customer) if customer else None
+    subscription = selectors.subscription_current(customer=customer) if customer else None
     if subscription is None:
         messages.info(request, "There is no subscription to resume.")
         return redirect("billing:dashboard")

@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from tollgate.billing.selectors import customer_for, subscription_overview
+from tollgate.billing.selectors import customer_for, subscription_current
 from tollgate.catalog.selectors import plans_for_sale
 from tollgate.web.context_processors import payment_overdue_of
 
@@ -24,7 +24,7 @@ def pricing(request: HttpRequest) -> HttpResponse:
         if price is not None:
             plans.append((plan, price))
     customer = customer_for(user=request.user)
-    subscription = subscription_overview(customer=customer) if customer else None
+    subscription = subscription_current(customer=customer) if customer else None
     return render(
         request,
         "web/pricing.html",

@@ -20,8 +20,8 @@ from tests.billing.stripe.conftest import (
 from tollgate.billing import services
 from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.base import ChargeRequest, GatewayRequestRefused, RefundRequest
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import Dispute, PaymentAttempt, Refund, StripeRequest
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import PaymentStatus, RefundStatus
 from tollgate.catalog.models import Price
 from tollgate.catalog.services import catalog_load

@@ -29,6 +29,7 @@ from tollgate.billing.gateways.base import (
 )
 from tollgate.billing.gateways.stripe.adapter import StripeGateway, action_link_read, key_of
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA
+from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import (
     Invoice,
     LedgerTransaction,
@@ -37,7 +38,6 @@ from tollgate.billing.models import (
     StripeRequest,
 )
 from tollgate.billing.reconciliation import reconciliation_run
-from tollgate.billing.selectors import ledger_check
 from tollgate.billing.states import (
     InvoiceStatus,
     PaymentStatus,

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tollgate.billing.selectors import ledger_check
+from tollgate.billing.integrity import ledger_check
 
 
 class Command(BaseCommand):
