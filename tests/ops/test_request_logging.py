@@ -140,3 +140,16 @@ def test_paths_that_resolve_only_with_a_trailing_slash_are_redacted_too() -> Non
     )
     assert redacted_path("/pricing/") == "/pricing/"
     assert redacted_path("/no/such/page/") == "/no/such/page/"
+
+
+def test_the_s3_clients_debug_records_stay_out_even_at_debug_level(
+    captured_logs: CapturedLogs,
+) -> None:
+    import logging
+
+    for name in ("botocore.endpoint", "boto3.resources", "s3transfer.upload"):
+        logging.getLogger(name).debug("Sending http request: headers={'X-Amz-Security-Token': ...}")
+    logging.getLogger("botocore.credentials").info("Found credentials in environment variables.")
+    lines = captured_logs.records()
+    assert not [line for line in lines if "Sending http request" in str(line.get("event"))]
+    assert [line["event"] for line in lines] == ["Found credentials in environment variables."]

@@ -106,6 +106,10 @@ def configure_logging(*, level: str, fmt: str) -> None:
             "django.template": {"level": _at_least(level, "INFO")},
             "django.db.backends": {"level": _at_least(level, "INFO")},
             "huey": {"level": _at_least(level, "INFO")},
+            # The S3 client's debug records carry request headers (the access key id, signatures).
+            "botocore": {"level": _at_least(level, "INFO")},
+            "boto3": {"level": _at_least(level, "INFO")},
+            "s3transfer": {"level": _at_least(level, "INFO")},
         },
     }
     logging.config.dictConfig(config)
