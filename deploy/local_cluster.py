@@ -70,13 +70,17 @@ def wait_for_status(
     port: int, path: str, *, status: int = 200, process: subprocess.Popen[bytes] | None = None
 ) -> None:
     deadline = time.monotonic() + READY_WAIT_SECONDS
+    answered: int | None = None
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the process for port {port} exited ({process.returncode})")
-        if http_status(port, path) == status:
+        answered = http_status(port, path)
+        if answered == status:
             return
         time.sleep(0.2)
-    raise RuntimeError(f"nothing answered {status} on 127.0.0.1:{port}{path}")
+    raise RuntimeError(
+        f"127.0.0.1:{port}{path} did not answer {status} (last: {answered}); see the logs"
+    )
 
 
 def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
@@ -181,9 +185,31 @@ class LocalCluster:
         return stop_process(self.processes.pop(f"web{index + 1}"))
 
     def restart_web(self, index: int) -> None:
-        """SIGTERM, wait for the exit (requests in flight finish), start again, wait until ready."""
+        """SIGTERM, wait for the exit (requests in flight finish), start again, wait until ready
+        and until nginx sends it requests again: nginx skips a process that refused a connection
+        for its fail_timeout, and stopping the next one before then would leave none."""
         self.stop_web(index)
+        access_log = self.run_dir / "logs" / "nginx-access.log"
+        offset = access_log.stat().st_size if access_log.exists() else 0
         self.start_web(index)
+        if "nginx" in self.processes:
+            self.wait_in_rotation(self.web_ports[index], access_log, offset)
+
+    def wait_in_rotation(self, port: int, access_log: Path, offset: int) -> None:
+        """Send requests through nginx until its log shows one served by ``port`` (after
+        ``offset``)."""
+        # After a retry $upstream_addr lists every process tried; the last one answered.
+        served = (f"upstream=127.0.0.1:{port}\n", f", 127.0.0.1:{port}\n")
+        deadline = time.monotonic() + READY_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            http_status(self.nginx_port, "/healthz")
+            with access_log.open("rb") as log:
+                log.seek(offset)
+                lines = log.read().decode(errors="replace").splitlines(keepends=True)
+            if any(line.endswith(served) for line in lines):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"nginx did not send requests to 127.0.0.1:{port} again")
 
     def start_worker(self, index: int) -> None:
         name = f"worker{index + 1}"
