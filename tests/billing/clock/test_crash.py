@@ -29,7 +29,7 @@ pytestmark = [
         reason="needs PostgreSQL: worker processes share the test database",
     ),
 ]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SUBSCRIPTIONS = 60
 KILLS = 20
 

@@ -180,7 +180,7 @@ def test_a_repeated_payment_request_returns_the_first_attempt_without_charging_a
 def test_a_payment_request_whose_outcome_is_unknown_returns_the_attempt_on_a_repeat(
     declined_invoice, customer
 ):
-    from tests.billing.test_payments import switch_card
+    from tests.billing.services.test_payments import switch_card
 
     switch_card(customer, CARD_TIMES_OUT)
     first = services.invoice_pay(invoice=declined_invoice, off_session=False, idempotency_key="p1")
