@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 import tollgate.ops.metrics
-import tollgate.ops.tasks  # noqa: F401 - and the task signals' counters
+import tollgate.ops.tasks
 import tollgate.security.metrics  # noqa: F401 - and the rate limiter's
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
