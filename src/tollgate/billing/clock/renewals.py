@@ -19,7 +19,7 @@ from tollgate.audit.models import AuditEvent
 from tollgate.audit.services import audit_event_build
 from tollgate.billing import ledger, services
 from tollgate.billing.gateways.base import ChargeResult, ChargeStatus
-from tollgate.billing.locks import PaymentLocks
+from tollgate.billing.locks import PaymentLocks, lock_batch
 from tollgate.billing.models import (
     Customer,
     Invoice,
@@ -72,33 +72,18 @@ def _successes_record(successes: list[tuple[PendingCharge, ChargeResult]]) -> se
     invoice_ids = sorted(invoice.pk for invoice in known)
     now = clock.now()
     with transaction.atomic(durable=True):
-        customers = {
-            customer.pk: customer
-            for customer in Customer.objects.select_for_update()
-            .filter(pk__in={invoice.customer_id for invoice in known})
-            .order_by("pk")
-        }
-        subscriptions = {
-            subscription.pk: subscription
-            for subscription in Subscription.objects.select_for_update()
-            .filter(pk__in={invoice.subscription_id for invoice in known})
-            .order_by("pk")
-        }
-        invoices = {
-            invoice.pk: invoice
-            for invoice in Invoice.objects.select_for_update()
-            .filter(pk__in=invoice_ids)
-            .order_by("pk")
-        }
-        frozen = {pk: invoice_frozen(invoice) for pk, invoice in invoices.items()}
-        locked = (
-            PaymentAttempt.objects.select_for_update(of=("self",))
-            .select_related("payment_method")
-            .filter(pk__in=results)
-            .order_by("pk")
+        rows = lock_batch(
+            customers=Customer.objects.filter(pk__in={invoice.customer_id for invoice in known}),
+            subscriptions=Subscription.objects.filter(
+                pk__in={invoice.subscription_id for invoice in known}
+            ),
+            invoices=Invoice.objects.filter(pk__in=invoice_ids),
+            payments=PaymentAttempt.objects.filter(pk__in=results),
         )
+        customers, subscriptions, invoices = rows.customers, rows.subscriptions, rows.invoices
+        frozen = {pk: invoice_frozen(invoice) for pk, invoice in invoices.items()}
         recorded: list[PaymentLocks] = []
-        for payment in locked:
+        for payment in rows.payments.values():
             invoice = invoices[payment.invoice_id]
             subscription = subscriptions.get(invoice.subscription_id or 0)
             if (

@@ -18,9 +18,9 @@ Work, in this order, each as batches until nothing due is left:
    session, the pending attempts committed before any gateway call.
 
 Any number of workers can run it at once. Each batch claims customers with ``SELECT ... FOR UPDATE
-SKIP LOCKED`` (on PostgreSQL; SQLite's IMMEDIATE transactions serialize instead) and then locks their
-rows in the fixed order (customer -> subscription -> invoice -> payment): a claim never waits, so it
-cannot join a deadlock. The unique constraints (one invoice per subscription period, one live payment
+SKIP LOCKED`` (``locks.lock_customers_due``; on PostgreSQL, SQLite's IMMEDIATE transactions serialize
+instead) and then locks their rows in the fixed order (customer -> subscription -> invoice ->
+payment; ``locks.lock_batch``): a claim never waits, so it cannot join a deadlock. The unique constraints (one invoice per subscription period, one live payment
 per invoice) hold even if that reasoning were wrong. A crash loses nothing: all work is derived from
 state, a half-done step is either committed or not, and a payment sent but not recorded is pending
 and is reconciled with the gateway by its idempotency key before the invoice is charged again.
@@ -44,7 +44,7 @@ from tollgate.billing.clock.renewals import renewal_charges_send
 from tollgate.billing.conf import billing_settings
 from tollgate.billing.errors import PaymentMethodRequired
 from tollgate.billing.gateways.registry import gateway_get
-from tollgate.billing.locks import InvoiceLocks
+from tollgate.billing.locks import InvoiceLocks, lock_batch, lock_customers_due
 from tollgate.billing.models import (
     Customer,
     Invoice,
@@ -146,18 +146,6 @@ def billing_run(
     return result
 
 
-def _claim(
-    due: QuerySet[Subscription] | QuerySet[Invoice], batch_size: int, skip: set[int]
-) -> list[Customer]:
-    """Lock up to ``batch_size`` customers with due work that no other worker holds."""
-    return list(
-        Customer.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=due.values("customer_id"))
-        .exclude(pk__in=skip)
-        .order_by("pk")[:batch_size]
-    )
-
-
 def _guarded(
     customer: Customer, skip: set[int], result: BillingRunResult, work: Callable[[], None]
 ) -> None:
@@ -233,14 +221,14 @@ def _period_ends(
     due = Subscription.objects.filter(status__in=_RENEWING, current_period_end__lte=due_at)
     gateway_name = gateway_get().name
     with transaction.atomic(durable=True):
-        customers = _claim(due, batch_size, skip)
+        customers = lock_customers_due(due, batch_size=batch_size, skip=skip)
         # The claimed customers' due subscriptions, locked in one query (after their customers, in
         # pk order), with the prices and plans the renewal reads; and the customers' cards.
         subscriptions = {
             subscription.customer_id: subscription
-            for subscription in due.filter(customer__in=customers)
-            .select_for_update()
-            .order_by("pk")
+            for subscription in lock_batch(
+                subscriptions=due.filter(customer__in=customers)
+            ).subscriptions.values()
         }
         _prices_attach(list(subscriptions.values()))
         cards = {
@@ -337,12 +325,13 @@ def _incomplete_expiry(
         invoices__finalized_at__lte=expired_before,
     ).exclude(invoices__payments__status__in=sorted(PAYMENT_LIVE))
     with transaction.atomic(durable=True):
-        customers = _claim(due, batch_size, skip)
+        customers = lock_customers_due(due, batch_size=batch_size, skip=skip)
         for customer in customers:
-            subscription = (
-                Subscription.objects.select_for_update()
-                .filter(customer=customer, status=SubscriptionStatus.INCOMPLETE)
-                .first()
+            incomplete = Subscription.objects.filter(
+                customer=customer, status=SubscriptionStatus.INCOMPLETE
+            )
+            subscription = next(
+                iter(lock_batch(subscriptions=incomplete).subscriptions.values()), None
             )
             if subscription is not None:
                 _guarded(
@@ -361,9 +350,9 @@ def _expire(
     result: BillingRunResult,
 ) -> None:
     invoices = list(
-        Invoice.objects.select_for_update()
-        .filter(subscription=subscription, status=InvoiceStatus.OPEN)
-        .order_by("pk")
+        lock_batch(
+            invoices=Invoice.objects.filter(subscription=subscription, status=InvoiceStatus.OPEN)
+        ).invoices.values()
     )
     stale = all(
         invoice.finalized_at and invoice.finalized_at <= expired_before for invoice in invoices
@@ -395,21 +384,19 @@ def _due_charges(
     gateway_name = gateway_get().name
     charges: list[PendingCharge] = []
     with transaction.atomic(durable=True):
-        customers = _claim(due, batch_size, skip)
+        customers = lock_customers_due(due, batch_size=batch_size, skip=skip)
         # The claimed customers' due invoices and their subscriptions, each locked in one query
         # (customers -> subscriptions -> invoices, each in pk order).
         invoice_ids = list(due.filter(customer__in=customers).values_list("pk", flat=True))
-        subscriptions = {
-            subscription.pk: subscription
-            for subscription in Subscription.objects.select_for_update()
-            .filter(pk__in=Invoice.objects.filter(pk__in=invoice_ids).values("subscription_id"))
-            .exclude(status__in=sorted(SUBSCRIPTION_ENDED))
-            .order_by("pk")
-        }
+        rows = lock_batch(
+            subscriptions=Subscription.objects.filter(
+                pk__in=Invoice.objects.filter(pk__in=invoice_ids).values("subscription_id")
+            ).exclude(status__in=sorted(SUBSCRIPTION_ENDED)),
+            invoices=Invoice.objects.filter(pk__in=invoice_ids),
+        )
+        subscriptions = rows.subscriptions
         invoices: dict[int, list[Invoice]] = {}
-        for invoice in (
-            Invoice.objects.select_for_update().filter(pk__in=invoice_ids).order_by("pk")
-        ):
+        for invoice in rows.invoices.values():
             invoices.setdefault(invoice.customer_id, []).append(invoice)
         for customer in customers:
             _guarded(
