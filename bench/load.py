@@ -31,7 +31,10 @@ The user count steps up (``--start-users``, doubled each step up to ``--max-user
 ``--refine`` bisection steps between the last held and the first failed count). Each step is a
 locust run of its own (a fresh process, ``--load-processes`` worker processes): ``--spawn-seconds``
 to start every user, then ``--hold`` seconds measured, over the requests sent once every user runs
-(exact times written by the locustfile; locust's own percentiles are rounded). An error is a
+(exact times written by the locustfile; locust's own percentiles are rounded). A first run of
+``--warmup`` seconds is not counted (the web processes' connections, caches and templates); a
+step that fails is run ``--retries`` more times before it counts (the machine is shared: one burst
+of someone else's work should not end the search). An error is a
 status other than the expected one, a page without its expected content, a check that does not
 allow, or no answer within 30 s. The whole run, set-up included, stays within ``--max-seconds``; a
 step that would not fit is not started (``capped=yes``).
@@ -65,7 +68,8 @@ run deleted before and after). Every process started here is stopped by its proc
 when the run fails, times out or is interrupted.
 
 Usage: python bench/load.py [--max-seconds 600] [--start-users 100] [--max-users 10000]
-       [--hold 30] [--spawn-seconds 10] [--refine 2] [--accounts 200] [--load-processes 2]
+       [--hold 30] [--spawn-seconds 10] [--refine 2] [--retries 1] [--warmup 15]
+       [--accounts 200] [--load-processes 2]
        [--workers 2] [--p99-ms 200] [--only check,sign-in,...] [--through-nginx]
 
 ``--only`` runs some actions of the mix alone (tags: check, pricing, billing, receipt, change,
@@ -347,15 +351,18 @@ def locust_step(
     plan_path: Path,
     work_dir: Path,
     environ: dict[str, str],
+    hold: float | None = None,
 ) -> Step:
     """One locust run of ``users`` people: started over ``--spawn-seconds``, measured over
-    ``--hold`` seconds; locust in a process (group) of its own, stopped by it on exit."""
+    ``hold`` seconds (``--hold`` by default); locust in a process (group) of its own, stopped by
+    it on exit."""
+    hold = args.hold if hold is None else hold
     records = work_dir / f"step{number}"
     records.mkdir()
     argv = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
         "--users", str(users), "--spawn-rate", f"{users / args.spawn_seconds:.2f}",
-        "--run-time", f"{int(args.spawn_seconds + args.hold)}s", "--stop-timeout", "0",
+        "--run-time", f"{int(args.spawn_seconds + hold)}s", "--stop-timeout", "0",
         "--only-summary", "--loglevel", "WARNING",
     ]  # fmt: skip
     if args.only:
@@ -379,7 +386,7 @@ def locust_step(
                 start_new_session=True,
             )
         )  # fmt: skip
-        deadline = started + args.spawn_seconds + args.hold + 60
+        deadline = started + args.spawn_seconds + hold + 60
         while process.poll() is None and time.monotonic() < deadline:
             generator_cpu = max(generator_cpu, _procs.family_cpu_seconds(process.pid))
             time.sleep(0.5)
@@ -451,6 +458,12 @@ def options() -> argparse.Namespace:
     parser.add_argument("--hold", type=float, default=30, help="seconds measured per step")
     parser.add_argument("--spawn-seconds", type=float, default=10, help="seconds to start users")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after a failure")
+    parser.add_argument(
+        "--retries", type=int, default=1, help="failed steps run once more before they count"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=15, help="seconds of an uncounted first run (0: none)"
+    )
     parser.add_argument("--accounts", type=int, default=200, help="accounts shared by the users")
     parser.add_argument("--load-processes", type=int, default=2, help="locust worker processes")
     parser.add_argument("--workers", type=int, default=2, help="web processes (direct topology)")
@@ -468,6 +481,8 @@ def options() -> argparse.Namespace:
         and 5 <= args.hold <= 300
         and 1 <= args.spawn_seconds <= 120
         and 0 <= args.refine <= 10
+        and 0 <= args.retries <= 5
+        and 0 <= args.warmup <= 120
         and 1 <= args.accounts <= 5000
         and 1 <= args.load_processes <= 8
         and 1 <= args.workers <= 8
@@ -477,6 +492,7 @@ def options() -> argparse.Namespace:
         parser.error(
             "need 60 <= --max-seconds <= 3600, 1 <= --start-users <= --max-users <= 50000,"
             " 5 <= --hold <= 300, 1 <= --spawn-seconds <= 120, 0 <= --refine <= 10,"
+            " 0 <= --retries <= 5, 0 <= --warmup <= 120,"
             " 1 <= --accounts <= 5000, 1 <= --load-processes <= 8, 1 <= --workers <= 8,"
             f" 1 <= --p99-ms <= 10000, --only among {','.join(TAGS)}"
         )
@@ -547,11 +563,18 @@ def main() -> int:
                 "args": args, "servers": servers, "plan_path": plan_path, "work_dir": data_dir,
                 "environ": environ,
             }  # fmt: skip
+            if args.warmup:  # every web process's connections, caches and templates; not counted
+                warm = locust_step(0, args.start_users, **step_options | {"hold": args.warmup})
+                print(f"warm-up: {warm.line()}", flush=True)
             held, failed, users, refine = 0, 0, args.start_users, args.refine
+            tries: dict[int, int] = {}
             while users and time.monotonic() + step_seconds(args) <= end_by:
                 step = locust_step(len(steps) + 1, users, **step_options)
                 steps.append(step)
                 print(step.line(), flush=True)
+                tries[users] = tries.get(users, 0) + 1
+                if not step.held_sign_in_aside and tries[users] <= args.retries:
+                    continue  # once more before it counts: a burst of the neighbours', or ours?
                 # Stepped by the count held with the sign-in POST aside: the strict count (every
                 # request under the bound) is read from the same steps.
                 if step.held_sign_in_aside:
@@ -588,7 +611,8 @@ def main() -> int:
         f" topology={topology} web_processes={web_processes} think={THINK}"
         f" mix={('only:' + args.only) if args.only else MIX} accounts={args.accounts}"
         f" steps={len(steps)} capped={'yes' if capped else 'no'} hold_s={args.hold:g}"
-        f" spawn_s={args.spawn_seconds:g} load_processes={args.load_processes}"
+        f" spawn_s={args.spawn_seconds:g} warmup_s={args.warmup:g} retries={args.retries}"
+        f" load_processes={args.load_processes}"
         f" generator_cpu_pct_max={generator:.0f}"
         f" seconds={time.monotonic() - began:.0f} cores={os.cpu_count()} caveat={CAVEAT}",
         flush=True,
