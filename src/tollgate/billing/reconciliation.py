@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 from django.db import transaction
@@ -47,13 +45,10 @@ from tollgate.audit.services import audit_record
 from tollgate.billing import services
 from tollgate.billing.conf import billing_settings
 from tollgate.billing.gateways.base import (
-    ChargeResult,
     ChargeStatus,
     Gateway,
-    GatewayTransaction,
     GatewayUnavailable,
     RefundOutcome,
-    RefundResult,
     TransactionKind,
 )
 from tollgate.billing.gateways.registry import gateway_get
@@ -65,6 +60,7 @@ from tollgate.billing.models import (
     ReconciliationRun,
     Refund,
 )
+from tollgate.billing.reconciliation_findings import Findings, MismatchKind, Seen
 from tollgate.billing.states import PaymentStatus, RefundStatus
 from tollgate.core import clock
 from tollgate.core.errors import ValidationFailed
@@ -87,108 +83,6 @@ _NOT_SETTLED = (
     "asking the gateway by key did not settle it (unreachable, or its answer differs from its "
     "list); asked again next run"
 )
-
-
-class MismatchKind(StrEnum):
-    AMOUNT = "amount"
-    CURRENCY = "currency"
-    STATUS = "status"
-    REFERENCE = "reference"
-    MISSING_LOCALLY = "missing_locally"
-    MISSING_AT_GATEWAY = "missing_at_gateway"
-    LEDGER = "ledger"
-    # What the gateway's balance moved for it differs from its amount or currency.
-    SETTLEMENT = "settlement"
-    # The gateway has an outcome, but recording it failed (the error is logged); tried again next run.
-    HEAL_FAILED = "heal_failed"
-
-
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """What the gateway says about one charge or refund. A lookup by key tells no amount."""
-
-    status: str
-    reference: str
-    amount: int | None = None
-    currency: str | None = None
-    settled_amount: int | None = None
-    settled_currency: str = ""
-
-    @classmethod
-    def listed(cls, item: GatewayTransaction) -> _Seen:
-        return cls(
-            status=item.status,
-            reference=item.reference,
-            amount=item.amount,
-            currency=item.currency,
-            settled_amount=item.settled_amount,
-            settled_currency=item.settled_currency,
-        )
-
-    @classmethod
-    def looked_up(cls, result: ChargeResult | RefundResult) -> _Seen:
-        return cls(status=result.status.value, reference=result.reference)
-
-    def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {"status": self.status, "reference": self.reference}
-        if self.amount is not None:
-            described |= {"amount": self.amount, "currency": self.currency}
-        if self.settled_amount is not None:
-            described |= {"settled_amount": self.settled_amount, "settled": self.settled_currency}
-        return described
-
-
-def _describe(record: PaymentAttempt | Refund) -> dict[str, Any]:
-    return {
-        "status": record.status,
-        "amount": record.amount,
-        "currency": record.currency,
-        "reference": record.gateway_reference,
-    }
-
-
-@dataclass
-class _Findings:
-    """What a run found, as it goes; stored on the run when it ends."""
-
-    checked: int = 0
-    heals: list[dict[str, Any]] = field(default_factory=list)
-    mismatches: list[dict[str, Any]] = field(default_factory=list)
-    unresolved: list[dict[str, Any]] = field(default_factory=list)
-
-    def mismatch(
-        self,
-        kind: MismatchKind,
-        *,
-        kind_of_record: str,
-        key: str,
-        record: PaymentAttempt | Refund | None = None,
-        seen: _Seen | None = None,
-        detail: str = "",
-    ) -> None:
-        self.mismatches.append(
-            {
-                "kind": kind.value,
-                "object": kind_of_record,
-                "id": record.public_id if record is not None else "",
-                "idempotency_key": key,
-                "tollgate": _describe(record) if record is not None else None,
-                "gateway": seen.describe() if seen is not None else None,
-                "detail": detail,
-            }
-        )
-
-    def unresolvable(
-        self, *, kind_of_record: str, record: PaymentAttempt | Refund, why: str
-    ) -> None:
-        self.unresolved.append(
-            {
-                "object": kind_of_record,
-                "id": record.public_id,
-                "status": record.status,
-                "reason": why,
-            }
-        )
 
 
 def reconciliation_run(
@@ -218,7 +112,7 @@ def reconciliation_run(
         run = ReconciliationRun.objects.create(
             gateway=gateway.name, window_start=since, window_end=end, actor=actor
         )
-    findings = _Findings()
+    findings = Findings()
     try:
         _Reconciler(
             gateway=gateway,
@@ -251,7 +145,7 @@ def reconciliation_due(moment: dt.datetime) -> bool:
 
 
 def _finish(
-    run: ReconciliationRun, findings: _Findings, *, actor: User | None, error: str = ""
+    run: ReconciliationRun, findings: Findings, *, actor: User | None, error: str = ""
 ) -> ReconciliationRun:
     with transaction.atomic(durable=True):
         current = ReconciliationRun.objects.select_for_update().get(pk=run.pk)
@@ -305,7 +199,7 @@ class _Reconciler:
         *,
         gateway: Gateway,
         run: ReconciliationRun,
-        findings: _Findings,
+        findings: Findings,
         actor: User | None,
         progress: Progress,
     ) -> None:
@@ -371,11 +265,11 @@ class _Reconciler:
         done = 0
         self.progress(done, total)
         for key, item in charges.items():
-            self._payment(payments.get(key), _Seen.listed(item), key=key)
+            self._payment(payments.get(key), Seen.listed(item), key=key)
             done += 1
             self.progress(done, total)
         for key, item in refunds.items():
-            self._refund(local_refunds.get(key), _Seen.listed(item), key=key)
+            self._refund(local_refunds.get(key), Seen.listed(item), key=key)
             done += 1
             self.progress(done, total)
         for payment in [*payments_only_here, *earlier_payments]:
@@ -386,7 +280,7 @@ class _Reconciler:
                     kind_of_record="payment", record=payment, why=_UNREACHABLE
                 )
             else:
-                seen = _Seen.looked_up(found) if found is not None else None
+                seen = Seen.looked_up(found) if found is not None else None
                 self._payment(payment, seen, key=payment.idempotency_key)
             done += 1
             self.progress(done, total)
@@ -396,7 +290,7 @@ class _Reconciler:
             except GatewayUnavailable:
                 self.findings.unresolvable(kind_of_record="refund", record=refund, why=_UNREACHABLE)
             else:
-                seen = _Seen.looked_up(found_refund) if found_refund is not None else None
+                seen = Seen.looked_up(found_refund) if found_refund is not None else None
                 self._refund(refund, seen, key=refund.public_id)
             done += 1
             self.progress(done, total)
@@ -412,7 +306,7 @@ class _Reconciler:
         return Refund.objects.filter(payment__gateway=self.gateway.name).select_related("payment")
 
     # --- Payments ---------------------------------------------------------------------------------
-    def _payment(self, payment: PaymentAttempt | None, seen: _Seen | None, *, key: str) -> None:
+    def _payment(self, payment: PaymentAttempt | None, seen: Seen | None, *, key: str) -> None:
         findings = self.findings
         if payment is None:
             findings.mismatch(
@@ -459,7 +353,7 @@ class _Reconciler:
             self.captured.append(payment)
 
     # --- Refunds ----------------------------------------------------------------------------------
-    def _refund(self, refund: Refund | None, seen: _Seen | None, *, key: str) -> None:
+    def _refund(self, refund: Refund | None, seen: Seen | None, *, key: str) -> None:
         findings = self.findings
         if refund is None:
             findings.mismatch(
@@ -499,7 +393,7 @@ class _Reconciler:
     def _heal(
         self,
         record: _Settled,
-        seen: _Seen,
+        seen: Seen,
         *,
         key: str,
         kind_of_record: str,
@@ -535,7 +429,7 @@ class _Reconciler:
     def _disagrees(
         self,
         record: PaymentAttempt | Refund,
-        seen: _Seen,
+        seen: Seen,
         *,
         kind_of_record: str,
         known: frozenset[str],
