@@ -378,9 +378,12 @@ def round_line(number: int, rounds: int, result: Round) -> str:
     )
 
 
-def options() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of each path (3 or more)")
+def options(description: str = "", *, rounds: int = 5) -> argparse.Namespace:
+    """The options of a benchmark of rounds of keep-alive load (this one's, and bench/pages.py's)."""
+    parser = argparse.ArgumentParser(description=description or __doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--rounds", type=int, default=rounds, help="rounds of each path (3 or more)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="time cap of each round")
     parser.add_argument("--requests", type=int, default=50_000, help="request cap of each round")
     parser.add_argument("--clients", type=int, default=2, help="load-generating processes")

@@ -105,35 +105,6 @@ def signed_in_cookie() -> str:
     return f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
-def options() -> Any:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each path (3 or more)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="time cap of each round")
-    parser.add_argument("--requests", type=int, default=50_000, help="request cap of each round")
-    parser.add_argument("--clients", type=int, default=2, help="load-generating processes")
-    parser.add_argument("--threads", type=int, default=8, help="connections per client process")
-    parser.add_argument("--workers", type=int, default=2, help="web server worker processes")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per path")
-    args = parser.parse_args()
-    if not (
-        3 <= args.rounds <= 20
-        and 0 < args.seconds <= 60
-        and 0 < args.warmup <= 30
-        and 1 <= args.requests <= 1_000_000
-        and 1 <= args.clients <= 8
-        and 1 <= args.threads <= 64
-        and 1 <= args.workers <= 8
-    ):
-        parser.error(
-            "need 3 <= --rounds <= 20, 0 < --seconds <= 60, 0 < --warmup <= 30, "
-            "1 <= --requests <= 1000000, 1 <= --clients <= 8, 1 <= --threads <= 64, "
-            "1 <= --workers <= 8"
-        )
-    return args
-
-
 def summary(path: str, rounds: list[Round], hello: list[Round]) -> tuple[str, bool]:
     rates = [r.rps for r in rounds]
     ratios = [r.rps / h.rps for r, h in zip(rounds, hello, strict=True) if h.rps] or [0.0]
@@ -157,7 +128,7 @@ def summary(path: str, rounds: list[Round], hello: list[Round]) -> tuple[str, bo
 
 
 def main() -> int:
-    args = options()
+    args = ent.options(__doc__.split("\n\n")[0], rounds=3)
     database_url = _procs.bench_database_url(DEFAULT_DATABASE_URL, "pages")
     redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
     if (urlsplit(redis_url).hostname or "") not in LOOPBACK:
