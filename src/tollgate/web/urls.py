@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("pricing/", views.pricing, name="pricing"),
     path("account/", views.account, name="account"),
+    path("account/export/", views.account_export, name="account_export"),
     path("account/api-keys/", account_api_key_views.api_keys, name="account_api_keys"),
     path(
         "account/api-keys/<str:key_id>/rotate/",

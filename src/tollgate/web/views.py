@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import json
+
 from django.contrib.auth.decorators import login_required
+from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from tollgate.accounts.models import User
 from tollgate.billing.selectors import customer_for, subscription_current
 from tollgate.catalog.selectors import plans_for_sale
+from tollgate.core import clock
+from tollgate.web.account_data import account_data_export
 from tollgate.web.context_processors import payment_overdue_of
 
 
@@ -41,3 +47,19 @@ def pricing(request: HttpRequest) -> HttpResponse:
 @login_required
 def account(request: HttpRequest) -> HttpResponse:
     return render(request, "web/account.html")
+
+
+@require_safe
+@login_required
+def account_export(request: HttpRequest) -> HttpResponse:
+    """The signed-in person's own data as one JSON file (see ``web.account_data``)."""
+    user = request.user
+    assert isinstance(user, User)  # login_required  # noqa: S101
+    document = account_data_export(user=user)
+    body = json.dumps(document, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2)
+    response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="tollgate-export-{clock.now():%Y-%m-%d}.json"'
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
