@@ -9,6 +9,7 @@ urlpatterns = [
     path("pricing/", views.pricing, name="pricing"),
     path("account/", views.account, name="account"),
     path("account/export/", views.account_export, name="account_export"),
+    path("account/delete/", views.account_delete_page, name="account_delete"),
     path("account/api-keys/", account_api_key_views.api_keys, name="account_api_keys"),
     path(
         "account/api-keys/<str:key_id>/rotate/",

@@ -2,17 +2,23 @@ from __future__ import annotations
 
 import json
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_safe
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_safe
 
 from tollgate.accounts.models import User
 from tollgate.billing.selectors import customer_for, subscription_current
 from tollgate.catalog.selectors import plans_for_sale
 from tollgate.core import clock
+from tollgate.core.errors import TollgateError
 from tollgate.web.account_data import account_data_export
+from tollgate.web.account_deletion import account_delete
+from tollgate.web.account_deletion_forms import AccountDeleteForm
 from tollgate.web.context_processors import payment_overdue_of
 
 
@@ -63,3 +69,25 @@ def account_export(request: HttpRequest) -> HttpResponse:
     )
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@never_cache
+@login_required
+def account_delete_page(request: HttpRequest) -> HttpResponse:
+    """Delete one's own account, with the current password (see ``web.account_deletion``)."""
+    user = request.user
+    assert isinstance(user, User)  # login_required  # noqa: S101
+    form = AccountDeleteForm(request.POST or None, user=user)
+    if request.method == "POST" and form.is_valid():
+        try:
+            account_delete(user=user)
+        except TollgateError as exc:
+            form.add_error(None, exc.message)
+        else:
+            # Not logout(): its audit event would name the person again after the anonymisation.
+            request.session.flush()
+            request.user = AnonymousUser()
+            messages.success(request, "Your account is deleted.")
+            return redirect("web:home")
+    return render(request, "web/account_delete.html", {"form": form})
