@@ -10,7 +10,12 @@ from allauth.account.models import EmailAddress
 from django.test import Client
 from django.urls import reverse
 
-from tests.billing.conftest import add_card, new_key, price  # noqa: F401  (fixtures)
+from tests.billing.conftest import (  # noqa: F401  (fixtures)
+    CARD_REQUIRES_AUTHENTICATION,
+    add_card,
+    new_key,
+    price,
+)
 from tests.conftest import STRONG_PASSWORD
 from tests.web.conftest import catalog  # noqa: F401  (fixture: plans with api access)
 from tollgate.accounts.models import User
@@ -148,3 +153,24 @@ def test_the_address_can_sign_up_again(make_user, django_capture_on_commit_callb
         )
     assert response.status_code == 302
     assert User.objects.filter(email=EMAIL, is_active=True).count() == 1
+
+
+def test_a_payment_in_progress_refuses_the_deletion_and_changes_nothing(
+    make_user,
+    price,  # noqa: F811  (the fixture)
+    django_capture_on_commit_callbacks,
+):
+    user, client = _signed_in(make_user)
+    customer = services.customer_get_or_create(user=user)
+    add_card(customer, number=CARD_REQUIRES_AUTHENTICATION)
+    services.subscription_start(
+        customer=customer, price=price("pro"), trial=False, idempotency_key=new_key()
+    )
+    response = _delete(client, django_capture_on_commit_callbacks)
+    assert response.status_code == 200
+    assert 'role="alert"' in response.content.decode()
+    user.refresh_from_db()
+    assert (user.email, user.is_active) == (EMAIL, True)
+    assert Subscription.objects.get(customer=customer).status == SubscriptionStatus.INCOMPLETE
+    assert PaymentMethod.objects.filter(customer=customer, detached_at__isnull=True).exists()
+    assert not AuditEvent.objects.filter(action="account.deleted").exists()
