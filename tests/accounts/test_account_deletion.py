@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from allauth.account.models import EmailAddress
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from tests.billing.conftest import (  # noqa: F401  (fixtures)
@@ -173,4 +173,16 @@ def test_a_payment_in_progress_refuses_the_deletion_and_changes_nothing(
     assert (user.email, user.is_active) == (EMAIL, True)
     assert Subscription.objects.get(customer=customer).status == SubscriptionStatus.INCOMPLETE
     assert PaymentMethod.objects.filter(customer=customer, detached_at__isnull=True).exists()
+    assert not AuditEvent.objects.filter(action="account.deleted").exists()
+
+
+@override_settings(RATE_LIMIT_OVERRIDES={"reauthenticate-user": "2/minute"})
+def test_password_guesses_on_the_deletion_form_are_limited(
+    make_user, django_capture_on_commit_callbacks
+):
+    _, client = _signed_in(make_user)
+    for _ in range(2):
+        _delete(client, django_capture_on_commit_callbacks, password="not-my-password-1")
+    response = _delete(client, django_capture_on_commit_callbacks)
+    assert response.status_code == 429
     assert not AuditEvent.objects.filter(action="account.deleted").exists()
