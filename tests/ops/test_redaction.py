@@ -59,6 +59,7 @@ class TestScrubText:
         ("text", "expected"),
         [
             ("paid with 4242 4242 4242 4242 today", f"paid with {REDACTED} today"),
+            ("whsec_0000 0000 0000 0000", f"whsec_{REDACTED}"),
             ("card=4000-0000-0000-0002", f"card={REDACTED}"),
             ("glued4242424242424242to text", f"glued{REDACTED}to text"),
             ("amex 378282246310005", f"amex {REDACTED}"),

@@ -164,6 +164,9 @@ def _scrub_text(text: str) -> str:
 
 
 def _scrub_text_once(text: str) -> str:
+    # Card numbers first: a key pattern that ends inside a spaced card number (``whsec_0000 0000
+    # 0000 0000``) would leave the rest too short to read as a card.
+    text = _CARD.sub(REDACTED, text)
     text = _PRIVATE_KEY.sub(REDACTED, text)
     text = _PROVIDER_KEY.sub(REDACTED, text)
     text = _JWT.sub(REDACTED, text)
