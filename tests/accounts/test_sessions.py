@@ -3,8 +3,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from allauth.usersessions.models import UserSession
+from allauth.usersessions.signals import session_client_changed
 from django.conf import settings
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from tests.conftest import STRONG_PASSWORD
 from tollgate.core import clock
@@ -79,11 +83,7 @@ def usersession_writes(queries) -> list[str]:
     return [q["sql"] for q in queries if "usersessions_usersession" in q["sql"]]
 
 
-def test_a_session_is_seen_once_a_minute_not_on_every_request(user, django_assert_max_num_queries):
-    from allauth.usersessions.models import UserSession
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
+def test_a_session_is_seen_once_a_minute_not_on_every_request(user):
     client = sign_in(user)
     client.get("/account/")
     first_seen = UserSession.objects.get().last_seen_at
@@ -98,9 +98,6 @@ def test_a_session_is_seen_once_a_minute_not_on_every_request(user, django_asser
 
 
 def test_a_session_seen_from_another_address_or_browser_is_recorded_at_once(user):
-    from allauth.usersessions.models import UserSession
-    from allauth.usersessions.signals import session_client_changed
-
     changes = []
 
     def on_change(sender, **kwargs):
