@@ -20,10 +20,10 @@ from tollgate.billing.models import (
 from tollgate.billing.states import (
     PAYMENT_LIVE,
     SUBSCRIPTION_ENDED,
+    SUBSCRIPTION_PAYMENT_OVERDUE,
     InvoiceStatus,
     PaymentStatus,
     RefundStatus,
-    SubscriptionStatus,
 )
 from tollgate.core.errors import NotFound
 
@@ -65,7 +65,7 @@ def account_payment_overdue(*, user_id: int) -> bool:
     the customer should fix the card (one query; the banner on every page asks it)."""
     return Subscription.objects.filter(
         customer__user_id=user_id,
-        status__in=[SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID],
+        status__in=sorted(SUBSCRIPTION_PAYMENT_OVERDUE),
     ).exists()
 
 

@@ -58,6 +58,8 @@ class RefundStatus(models.TextChoices):
 
 # A subscription that has ended never comes back; a new one is started instead.
 SUBSCRIPTION_ENDED = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
+# A renewal could not be charged: the customer should fix the card (the past-due banner).
+SUBSCRIPTION_PAYMENT_OVERDUE = frozenset({SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID})
 
 # Payment attempts that have moved money or may still move it: while one exists for an invoice, no
 # other attempt may start (an ``unknown`` outcome is asked about first, never retried blindly).

@@ -8,9 +8,7 @@ from django.http import HttpRequest
 
 from tollgate.billing.models import Subscription
 from tollgate.billing.selectors import account_payment_overdue
-from tollgate.billing.states import SubscriptionStatus
-
-_OVERDUE = frozenset({SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID})
+from tollgate.billing.states import SUBSCRIPTION_PAYMENT_OVERDUE
 
 
 def branding(request: HttpRequest) -> dict[str, Any]:
@@ -42,7 +40,7 @@ def payment_overdue_of(subscription: Subscription | None) -> bool:
     """The past-due banner's answer for a view that has loaded the account's current subscription
     already (a view passes it as ``payment_overdue`` and saves the banner's query): an account has
     at most one subscription that has not ended, and only that one can be past due or unpaid."""
-    return subscription is not None and subscription.status in _OVERDUE
+    return subscription is not None and subscription.status in SUBSCRIPTION_PAYMENT_OVERDUE
 
 
 def integration_return(request: HttpRequest) -> dict[str, Any]:
