@@ -1,0 +1,39 @@
+"""Billing data: customers, cards, subscriptions, invoices, payments, refunds and the ledger.
+
+Data and constraints only; every write goes through ``billing.services``. The database is the last
+line of defence: one live subscription per customer, one live payment attempt per invoice, refunds
+never above the captured amount and invoice numbers unique are all enforced by constraints, not by
+Python alone. Amounts are integers in minor units; currencies are ISO 4217 codes.
+
+One module per aggregate; this package re-exports them all, so callers import from
+``tollgate.billing.models``.
+"""
+
+from tollgate.billing.models.common import CURRENCY
+from tollgate.billing.models.customers import Customer, PaymentMethod
+from tollgate.billing.models.disputes import Dispute, new_dsp_id
+from tollgate.billing.models.gateway_records import InboundEvent, ReconciliationRun
+from tollgate.billing.models.invoices import Invoice, InvoiceLine, InvoiceNumberSequence
+from tollgate.billing.models.ledger import AppendOnly, LedgerAccount, LedgerEntry, LedgerTransaction
+from tollgate.billing.models.payments import PaymentAttempt, Refund
+from tollgate.billing.models.subscriptions import Subscription
+
+__all__ = [
+    "CURRENCY",
+    "AppendOnly",
+    "Customer",
+    "Dispute",
+    "InboundEvent",
+    "Invoice",
+    "InvoiceLine",
+    "InvoiceNumberSequence",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerTransaction",
+    "PaymentAttempt",
+    "PaymentMethod",
+    "ReconciliationRun",
+    "Refund",
+    "Subscription",
+    "new_dsp_id",
+]
