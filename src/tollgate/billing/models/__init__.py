@@ -9,6 +9,16 @@ One module per aggregate; this package re-exports them all, so callers import fr
 ``tollgate.billing.models``.
 """
 
+# The gateways keep their own records in this app's tables (they are not apps): imported here so
+# Django finds them, and re-exported like the rest.
+from tollgate.billing.gateways.sandbox.models import (
+    SandboxCard,
+    SandboxCharge,
+    SandboxCustomer,
+    SandboxRefund,
+    SandboxSetupSession,
+)
+from tollgate.billing.gateways.stripe.models import StripeRequest
 from tollgate.billing.models.common import CURRENCY
 from tollgate.billing.models.customers import Customer, PaymentMethod
 from tollgate.billing.models.disputes import Dispute, new_dsp_id
@@ -34,6 +44,12 @@ __all__ = [
     "PaymentMethod",
     "ReconciliationRun",
     "Refund",
+    "SandboxCard",
+    "SandboxCharge",
+    "SandboxCustomer",
+    "SandboxRefund",
+    "SandboxSetupSession",
+    "StripeRequest",
     "Subscription",
     "new_dsp_id",
 ]

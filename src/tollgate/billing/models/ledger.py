@@ -171,14 +171,3 @@ class LedgerEntry(AppendOnly):
 
     def __str__(self) -> str:
         return f"{self.account} {self.amount} {self.currency}"
-
-
-# The sandbox gateway keeps its own records in this app's database tables (it is not an app).
-from tollgate.billing.gateways.sandbox.models import (  # noqa: E402, F401
-    SandboxCard,
-    SandboxCharge,
-    SandboxCustomer,
-    SandboxRefund,
-    SandboxSetupSession,
-)
-from tollgate.billing.gateways.stripe.models import StripeRequest  # noqa: E402, F401
