@@ -11,7 +11,14 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import Client
 
-from tests.billing.conftest import CARD_OK, CATALOG, price, staff  # noqa: F401  (fixtures)
+from tests.billing.conftest import (  # noqa: F401  (fixtures)
+    CARD_OK,
+    CATALOG,
+    customer,
+    make_customer,
+    price,
+    staff,
+)
 from tests.conftest import STRONG_PASSWORD
 from tollgate.accounts.models import User
 from tollgate.billing import services

@@ -16,10 +16,10 @@ the same key with a different request is refused. Test cards (any future expiry,
 
 Any other number is refused as a live card in test mode. Numbers are never stored.
 
-Its hosted pages (``hosted.py``, ``views.py``) are the card form and the 3-D Secure step; what
-happens there reaches Tollgate as events signed like Stripe's webhooks (the ``Sandbox-Signature``
-header, with the secret from ``TOLLGATE_SANDBOX_WEBHOOK_SECRET``), through the same inbox
-(``billing/inbox.py``) that a real gateway's events take.
+Its hosted pages (what they do in ``hosted.py``; the pages in ``web/sandbox_views.py``) are the card
+form and the 3-D Secure step; what happens there reaches Tollgate as events signed like Stripe's
+webhooks (the ``Sandbox-Signature`` header, with the secret from ``TOLLGATE_SANDBOX_WEBHOOK_SECRET``),
+through the same inbox (``billing/inbound/inbox.py``) that a real gateway's events take.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The Stripe gateway: the billing engine's payments through Stripe's API (official ``stripe`` SDK).
 
-- Cards are saved with SetupIntents: Tollgate's card page (``views.setup``) mounts Stripe.js
-  Elements, so the number goes from the browser to Stripe only; Tollgate keeps the payment
-  method's id, brand, last four digits and expiry.
+- Cards are saved with SetupIntents: Tollgate's card page (``web/stripe_views.setup``) mounts
+  Stripe.js Elements, so the number goes from the browser to Stripe only; Tollgate keeps the
+  payment method's id, brand, last four digits and expiry.
 - Renewals are off-session PaymentIntents created and confirmed in one request under the engine's
   ``<invoice>-attempt-<n>`` key, sent both as Stripe's ``Idempotency-Key`` and in the intent's
   metadata (``conf.KEY_METADATA``), which is how a lost answer is found again. A bank asking for
   authentication (``authentication_required``, or an intent in ``requires_action``) is
-  ``requires_action`` with a link to Tollgate's confirmation page (``views.authenticate``).
+  ``requires_action`` with a link to Tollgate's confirmation page (``web/stripe_views.authenticate``).
 - A request whose answer cannot be known (connection lost, timeout, Stripe 5xx) raises
   ``GatewayUnavailable``; the engine records ``unknown`` and later asks ``charge_lookup``, which asks
   Stripe and never charges again.

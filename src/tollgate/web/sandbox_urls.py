@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from tollgate.billing.gateways.sandbox import views
+from tollgate.web import sandbox_views as views
 
 app_name = "sandbox"
 

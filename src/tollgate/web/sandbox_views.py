@@ -1,7 +1,8 @@
 """The sandbox's hosted pages: the card form and the 3-D Secure step.
 
 Served only while the sandbox is the configured gateway (404 otherwise), each under a TEST MODE
-banner. The work is in ``hosted.py``; these views only read forms and pick templates.
+banner. The work is in ``billing/gateways/sandbox/hosted.py``; these views only read forms and
+pick templates.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 from tollgate.billing.errors import LinkUnavailable
 from tollgate.billing.gateways.base import SetupStatus
 from tollgate.billing.gateways.sandbox import hosted
-from tollgate.billing.gateways.sandbox.forms import CardForm
 from tollgate.billing.gateways.sandbox.models import SandboxCharge
 from tollgate.core.money import Money
+from tollgate.web.sandbox_forms import CardForm
 
 View = Callable[..., HttpResponse]
 _OUTCOMES = {"complete": True, "fail": False}

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from tollgate.billing.gateways.stripe import views
+from tollgate.web import stripe_views as views
 
 app_name = "stripe"
 
