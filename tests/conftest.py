@@ -10,11 +10,37 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
+import django.test.client
 from django.test import Client, override_settings
 
 from tollgate.accounts.models import User
+from tollgate.config.handlers import lean_middleware, lean_route
 
 STRONG_PASSWORD = "correct-horse-battery-staple-42"
+
+
+class _LeanClientHandler(django.test.client.ClientHandler):
+    def load_middleware(self, is_async: bool = False) -> None:
+        with lean_middleware():
+            super().load_middleware(is_async)
+
+
+class RoutedClientHandler(django.test.client.ClientHandler):
+    """The test client's handler, routed as the served application routes (tollgate.config.handlers):
+    tests of the API, health and webhooks go through the lean middleware chain they get in
+    production, pages through the whole one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lean = _LeanClientHandler(*args, **kwargs)
+
+    def __call__(self, environ: dict[str, Any]) -> Any:
+        if lean_route(environ["PATH_INFO"]):
+            return self.lean(environ)
+        return super().__call__(environ)
+
+
+django.test.client.ClientHandler = RoutedClientHandler  # type: ignore[misc]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,6 +1,10 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tollgate.config.settings")
-application = get_asgi_application()
+django.setup(set_prefix=False)
+
+from tollgate.config.handlers import RoutedASGIHandler  # noqa: E402  (after Django is set up)
+
+application = RoutedASGIHandler()

@@ -122,6 +122,21 @@ MIDDLEWARE = [
     "tollgate.security.middleware.RateLimitMiddleware",
     "tollgate.accounts.middleware.AtomicAccountViewsMiddleware",
 ]
+# Health, metrics, the API and the inbound webhooks never use a session: they skip the middleware
+# that only pages need (tollgate.config.handlers). Exact paths, then path prefixes.
+LEAN_ROUTES = (("/healthz", "/readyz", "/metrics"), ("/api/", "/webhooks/"))
+PAGE_ONLY_MIDDLEWARE = {
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tollgate.accounts.middleware.SessionLifetimeMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "tollgate.accounts.middleware.UserSessionActivityMiddleware",
+    "tollgate.accounts.middleware.AtomicAccountViewsMiddleware",
+}
+LEAN_MIDDLEWARE = [name for name in MIDDLEWARE if name not in PAGE_ONLY_MIDDLEWARE]
 
 ROOT_URLCONF = "tollgate.config.urls"
 WSGI_APPLICATION = "tollgate.config.wsgi.application"

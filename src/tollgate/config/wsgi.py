@@ -1,6 +1,10 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tollgate.config.settings")
-application = get_wsgi_application()
+django.setup(set_prefix=False)
+
+from tollgate.config.handlers import RoutedWSGIHandler  # noqa: E402  (after Django is set up)
+
+application = RoutedWSGIHandler()
