@@ -23,9 +23,11 @@ from django.views.decorators.http import require_GET
 
 from tollgate.billing import services
 from tollgate.billing.gateways.base import ChargeStatus, GatewayError
-from tollgate.billing.gateways.stripe import adapter
+from tollgate.billing.gateways.stripe.adapter import StripeGateway
 from tollgate.billing.gateways.stripe.conf import stripe_settings
 from tollgate.billing.gateways.stripe.currencies import tollgate_amount
+from tollgate.billing.gateways.stripe.links import action_link_read, setup_link_read
+from tollgate.billing.gateways.stripe.objects import stripe_field
 from tollgate.billing.models import PaymentAttempt
 from tollgate.core.money import Money
 
@@ -89,11 +91,11 @@ def _with_query(url: str, **params: str) -> str:
 def setup(request: HttpRequest, token: str) -> HttpResponse:
     """The card form of a setup intent; a saved card sends the browser back to Tollgate."""
     try:
-        reference, return_url = adapter.setup_link_read(token)
+        reference, return_url = setup_link_read(token)
     except BadSignature:
         return _link_invalid(request)
     try:
-        intent = adapter.StripeGateway().setup_intent_get(reference=reference)
+        intent = StripeGateway().setup_intent_get(reference=reference)
     except GatewayError:
         return _stripe_down(request)
     done_url = _with_query(return_url, setup_intent=reference, redirect_status="succeeded")
@@ -119,7 +121,7 @@ def setup(request: HttpRequest, token: str) -> HttpResponse:
 
 def _intent_for(token: str) -> str:
     try:
-        return adapter.action_link_read(token)
+        return action_link_read(token)
     except BadSignature as exc:
         raise Http404("unknown confirmation link") from exc
 
@@ -130,14 +132,14 @@ def authenticate(request: HttpRequest, token: str) -> HttpResponse:
     """The customer confirms a payment their bank wants authenticated, with Stripe.js."""
     try:
         reference = _intent_for(token)
-        intent = adapter.StripeGateway().payment_intent_get(reference=reference)
+        intent = StripeGateway().payment_intent_get(reference=reference)
     except Http404:
         return _link_invalid(request)
     except GatewayError:
         return _stripe_down(request)
     if intent.status not in _CONFIRMABLE:
         return redirect("stripe:authenticate_done", token=token)
-    method = adapter.stripe_field(intent, "payment_method") or ""
+    method = stripe_field(intent, "payment_method") or ""
     response = render(
         request,
         "stripe/authenticate.html",

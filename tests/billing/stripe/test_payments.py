@@ -27,8 +27,10 @@ from tollgate.billing.gateways.base import (
     Gateway,
     GatewayRequestRefused,
 )
-from tollgate.billing.gateways.stripe.adapter import StripeGateway, action_link_read, key_of
+from tollgate.billing.gateways.stripe.adapter import StripeGateway
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA
+from tollgate.billing.gateways.stripe.links import action_link_read
+from tollgate.billing.gateways.stripe.objects import key_of
 from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import (
     Invoice,

@@ -17,7 +17,9 @@
   exactly (a three-decimal amount not ending in 0) is refused before it is sent, never rounded.
 
 References: a payment's gateway reference is its PaymentIntent id (``pi_...``); a refund's is the
-Refund id (``re_...``); a card's token is the PaymentMethod id (``pm_...``).
+Refund id (``re_...``); a card's token is the PaymentMethod id (``pm_...``). Stripe's objects are
+read into the protocol's values in ``objects.py``; the signed links to Tollgate's Stripe pages are
+made in ``links.py``.
 """
 
 from __future__ import annotations
@@ -29,14 +31,10 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any
 
 import stripe
 import structlog
-from django.conf import settings
-from django.core import signing
 from django.db import IntegrityError, transaction
-from django.urls import reverse
 
 from tollgate.billing.gateways.base import (
     ChargeRequest,
@@ -51,30 +49,37 @@ from tollgate.billing.gateways.base import (
     RefundOutcome,
     RefundRequest,
     RefundResult,
-    SavedCard,
     SetupResult,
     SetupSession,
     SetupStatus,
-    TransactionKind,
     decline_kind_for,
 )
 from tollgate.billing.gateways.signatures import signature_verify
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA, stripe_client, stripe_settings
 from tollgate.billing.gateways.stripe.currencies import (
-    InexactAmount,
-    stripe_amount,
     stripe_chargeable,
-    tollgate_amount,
 )
+from tollgate.billing.gateways.stripe.links import setup_url
 from tollgate.billing.gateways.stripe.models import StripeRequest
+from tollgate.billing.gateways.stripe.objects import (
+    AUTHENTICATION_CODES,
+    action_required,
+    charge_transaction,
+    id_of,
+    intent_result,
+    key_of,
+    moment_of,
+    refund_result,
+    refund_status,
+    refund_transaction,
+    saved_card,
+    stripe_amount_exact,
+    stripe_field,
+)
 from tollgate.core import clock
 
 log = structlog.get_logger(__name__)
 
-# Signed links to Tollgate's own Stripe pages (card setup, payment confirmation).
-SETUP_LINK_SALT = "tollgate.billing.stripe.setup"
-ACTION_LINK_SALT = "tollgate.billing.stripe.action"
-SETUP_LINK_MAX_AGE = dt.timedelta(hours=24)
 # A lost answer is looked for among the customer's intents created from this long before the
 # request was recorded (clocks of Tollgate and Stripe differ a little).
 LOOKUP_MARGIN = dt.timedelta(minutes=5)
@@ -83,67 +88,12 @@ PAGE_SIZE = 100
 # this keeps a batch from flooding them).
 CHARGE_CONCURRENCY = 8
 CUSTOMER_METADATA = "tollgate_customer"
-# Stripe's error codes meaning "the customer must authenticate this payment".
-AUTHENTICATION_CODES = frozenset({"authentication_required"})
-# Intent states without an outcome yet: asked again later (by the engine, a webhook or a run).
-_UNSETTLED = frozenset({"processing", "requires_confirmation", "requires_capture"})
 # Intent states a cancellation can still stop (nothing was captured yet).
 _CANCELABLE = frozenset({"requires_action", "requires_payment_method", "requires_confirmation"})
 
 
-def setup_link_token(*, setup_intent: str, return_url: str) -> str:
-    return signing.dumps(
-        {"setup_intent": setup_intent, "return_url": return_url}, salt=SETUP_LINK_SALT
-    )
-
-
-def setup_link_read(token: str) -> tuple[str, str]:
-    """The (setup intent, return URL) behind a card-page link; BadSignature when it is not ours
-    or older than a day."""
-    data = signing.loads(token, salt=SETUP_LINK_SALT, max_age=SETUP_LINK_MAX_AGE)
-    return str(data["setup_intent"]), str(data["return_url"])
-
-
-def action_link_token(payment_intent: str) -> str:
-    return signing.dumps(payment_intent, salt=ACTION_LINK_SALT)
-
-
-def action_link_read(token: str) -> str:
-    """The payment intent behind a confirmation link; BadSignature when it is not ours."""
-    return str(signing.loads(token, salt=ACTION_LINK_SALT))
-
-
-def _site_url(path: str) -> str:
-    return f"{settings.SITE_URL}{path}"
-
-
 def _timestamp(moment: dt.datetime) -> int:
     return int(moment.timestamp())
-
-
-def _moment(timestamp: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(int(timestamp), tz=dt.UTC)
-
-
-def stripe_field(obj: Any, name: str) -> Any:
-    """A field of a Stripe object or error, None when Stripe left it out."""
-    if obj is None:
-        return None
-    getter = getattr(obj, "get", None)
-    return getter(name) if getter is not None else getattr(obj, name, None)
-
-
-def key_of(obj: Any) -> str:
-    """Tollgate's idempotency key in a Stripe object's metadata; "" when it carries none."""
-    key = stripe_field(stripe_field(obj, "metadata"), KEY_METADATA)
-    return key if isinstance(key, str) else ""
-
-
-def _id_of(value: Any) -> str:
-    """The id of a field that is either an id or an expanded object."""
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else str(stripe_field(value, "id") or "")
 
 
 @contextmanager
@@ -209,9 +159,8 @@ class StripeGateway:
                     "usage": "off_session",
                 }
             )
-        token = setup_link_token(setup_intent=intent.id, return_url=return_url)
         return SetupSession(
-            reference=intent.id, url=_site_url(reverse("stripe:setup", args=[token]))
+            reference=intent.id, url=setup_url(setup_intent=intent.id, return_url=return_url)
         )
 
     def setup_intent_get(self, *, reference: str) -> stripe.SetupIntent:
@@ -225,7 +174,7 @@ class StripeGateway:
                 intent = self.client.v1.setup_intents.retrieve(session_reference)
         except GatewayRequestRefused:
             return SetupResult(status=SetupStatus.FAILED, failure_code="setup_not_found")
-        customer = _id_of(stripe_field(intent, "customer"))
+        customer = id_of(stripe_field(intent, "customer"))
         status = intent.status
         if status == "succeeded" and stripe_field(intent, "payment_method"):
             return self._setup_card(intent, customer)
@@ -242,10 +191,10 @@ class StripeGateway:
         return SetupResult(status=SetupStatus.OPEN, customer_reference=customer)
 
     def _setup_card(self, intent: stripe.SetupIntent, customer: str) -> SetupResult:
-        method_id = _id_of(stripe_field(intent, "payment_method"))
+        method_id = id_of(stripe_field(intent, "payment_method"))
         with _calls():
             method = self.client.v1.payment_methods.retrieve(method_id)
-            owner = _id_of(stripe_field(method, "customer"))
+            owner = id_of(stripe_field(method, "customer"))
             if not owner and customer:
                 # Stripe attaches a SetupIntent's card to its customer; if it has not (yet), the
                 # card is attached here, once.
@@ -254,7 +203,7 @@ class StripeGateway:
                     params={"customer": customer},
                     options={"idempotency_key": f"attach-{method_id}"},
                 )
-                owner = _id_of(stripe_field(method, "customer"))
+                owner = id_of(stripe_field(method, "customer"))
         if owner != customer:
             return SetupResult(
                 status=SetupStatus.FAILED,
@@ -299,7 +248,7 @@ class StripeGateway:
             try:
                 if request.amount <= 0:
                     raise GatewayRequestRefused("the amount must be positive")
-                _stripe_amount(request.amount, request.currency)
+                stripe_amount_exact(request.amount, request.currency)
                 record: StripeRequest | GatewayError = _request_record(
                     key=request.idempotency_key,
                     kind=StripeRequest.Kind.PAYMENT_INTENT,
@@ -337,7 +286,7 @@ class StripeGateway:
                 with _calls():
                     intent = self.client.v1.payment_intents.create(
                         params={
-                            "amount": _stripe_amount(request.amount, request.currency),
+                            "amount": stripe_amount_exact(request.amount, request.currency),
                             "currency": request.currency.lower(),
                             "customer": request.customer_reference,
                             "payment_method": request.payment_method_token,
@@ -358,14 +307,14 @@ class StripeGateway:
 
     def _card_error_result(self, exc: stripe.CardError) -> tuple[ChargeResult, str]:
         error = exc.error
-        intent_id = _id_of(stripe_field(error, "payment_intent"))
-        charge_id = _id_of(stripe_field(error, "charge"))
+        intent_id = id_of(stripe_field(error, "payment_intent"))
+        charge_id = id_of(stripe_field(error, "charge"))
         if not intent_id and charge_id:
             with _calls():
-                intent_id = _id_of(self.client.v1.charges.retrieve(charge_id).payment_intent)
+                intent_id = id_of(self.client.v1.charges.retrieve(charge_id).payment_intent)
         code = str(exc.code or stripe_field(error, "code") or "card_declined")
         if code in AUTHENTICATION_CODES and intent_id:
-            return _action_required(intent_id), intent_id
+            return action_required(intent_id), intent_id
         decline = str(stripe_field(error, "decline_code") or code)
         result = ChargeResult(
             status=ChargeStatus.FAILED,
@@ -454,7 +403,7 @@ class StripeGateway:
                 refund = self.client.v1.refunds.create(
                     params={
                         "payment_intent": request.charge_reference,
-                        "amount": _stripe_amount(request.amount, request.currency),
+                        "amount": stripe_amount_exact(request.amount, request.currency),
                         "metadata": {KEY_METADATA: request.idempotency_key},
                     },
                     options={"idempotency_key": request.idempotency_key},
@@ -498,16 +447,16 @@ class StripeGateway:
         authentication has several charges, and the one that succeeded speaks for it."""
         charges: dict[str, GatewayTransaction] = {}
         for charge in self._charges(since=since, until=until):
-            item = _charge_transaction(charge)
+            item = charge_transaction(charge)
             if item is None:
                 continue
             known = charges.get(item.idempotency_key)
             if known is None or known.status != ChargeStatus.SUCCEEDED:
                 charges[item.idempotency_key] = item
         refunds = [
-            _refund_transaction(refund)
+            refund_transaction(refund)
             for refund in self._refunds(since=since, until=until)
-            if _refund_status(refund) is not None
+            if refund_status(refund) is not None
         ]
         return sorted(
             [*charges.values(), *refunds], key=lambda item: (item.created_at, item.reference)
@@ -524,7 +473,7 @@ class StripeGateway:
                 }
             )
             for charge in listed.auto_paging_iter():
-                if since <= _moment(charge.created) < until:
+                if since <= moment_of(charge.created) < until:
                     yield charge
 
     def _refunds(self, *, since: dt.datetime, until: dt.datetime) -> Iterator[stripe.Refund]:
@@ -534,7 +483,7 @@ class StripeGateway:
                 params={"limit": PAGE_SIZE, "expand": ["data.balance_transaction"]}
             )
             for refund in listed.auto_paging_iter():
-                created = _moment(refund.created)
+                created = moment_of(refund.created)
                 if created < since:
                     return
                 if created < until:
@@ -553,7 +502,7 @@ class StripeGateway:
         try:
             body = json.loads(payload)
             event_id, event_type, data = body["id"], body["type"], body["data"]
-            created_at = _moment(int(body["created"]))
+            created_at = moment_of(int(body["created"]))
         except (ValueError, KeyError, TypeError, OverflowError, OSError) as exc:
             raise EventRejected("event body is not a Stripe event") from exc
         if not (
@@ -566,127 +515,6 @@ class StripeGateway:
         ):
             raise EventRejected("event body is not a Stripe event")
         return GatewayEvent(id=event_id, type=event_type, created_at=created_at, data=data)
-
-
-# --- Translations of Stripe's objects ------------------------------------------------------------------
-def saved_card(method: stripe.PaymentMethod) -> SavedCard:
-    """What Tollgate keeps of a card: its id, brand, last four digits and expiry."""
-    card = stripe_field(method, "card")
-    return SavedCard(
-        token=str(method.id),
-        brand=str(stripe_field(card, "brand") or "card"),
-        last4=str(stripe_field(card, "last4") or ""),
-        exp_month=int(stripe_field(card, "exp_month") or 0),
-        exp_year=int(stripe_field(card, "exp_year") or 0),
-    )
-
-
-def _action_required(intent_id: str) -> ChargeResult:
-    return ChargeResult(
-        status=ChargeStatus.REQUIRES_ACTION,
-        reference=intent_id,
-        action_url=_site_url(reverse("stripe:authenticate", args=[action_link_token(intent_id)])),
-    )
-
-
-def intent_result(intent: stripe.PaymentIntent) -> ChargeResult:
-    """A payment intent's state as the engine's charge outcome. An intent still without an
-    outcome (processing) raises ``GatewayUnavailable``: the engine keeps waiting."""
-    status = intent.status
-    if status == "succeeded":
-        return ChargeResult(status=ChargeStatus.SUCCEEDED, reference=intent.id)
-    if status == "requires_action":
-        return _action_required(intent.id)
-    if status in _UNSETTLED:
-        raise GatewayUnavailable(f"stripe: the payment is {status}")
-    error = stripe_field(intent, "last_payment_error")
-    code = str(stripe_field(error, "code") or "")
-    if status == "requires_payment_method" and code in AUTHENTICATION_CODES:
-        # Declined off-session for want of authentication: the customer can confirm it on-session.
-        return _action_required(intent.id)
-    if status == "canceled":
-        decline = "payment_intent_canceled"
-    else:
-        decline = str(stripe_field(error, "decline_code") or code or "payment_method_required")
-    return ChargeResult(
-        status=ChargeStatus.FAILED,
-        reference=intent.id,
-        decline_code=decline,
-        decline_kind=decline_kind_for(decline),
-    )
-
-
-def _refund_status(refund: stripe.Refund) -> RefundOutcome | None:
-    if refund.status == "succeeded":
-        return RefundOutcome.SUCCEEDED
-    if refund.status in ("failed", "canceled"):
-        return RefundOutcome.FAILED
-    return None  # pending or requires_action: no outcome yet
-
-
-def refund_result(refund: stripe.Refund) -> RefundResult:
-    status = _refund_status(refund)
-    if status is None:
-        raise GatewayUnavailable(f"stripe: the refund is {refund.status}")
-    failure = (
-        ""
-        if status == RefundOutcome.SUCCEEDED
-        else str(stripe_field(refund, "failure_reason") or refund.status)
-    )
-    return RefundResult(status=status, reference=str(refund.id), failure_code=failure)
-
-
-def _charge_transaction(charge: stripe.Charge) -> GatewayTransaction | None:
-    if charge.status not in ("succeeded", "failed"):
-        return None  # pending: no outcome yet
-    intent = stripe_field(charge, "payment_intent")
-    key = (key_of(intent) if not isinstance(intent, str) else "") or str(charge.id)
-    return GatewayTransaction(
-        kind=TransactionKind.CHARGE,
-        reference=_id_of(intent) or str(charge.id),
-        status=str(charge.status),
-        amount=tollgate_amount(amount=int(charge.amount), currency=str(charge.currency)),
-        currency=str(charge.currency).upper(),
-        idempotency_key=str(key),
-        created_at=_moment(charge.created),
-        **_settlement(charge),
-    )
-
-
-def _refund_transaction(refund: stripe.Refund) -> GatewayTransaction:
-    status = _refund_status(refund)
-    key = key_of(refund) or str(refund.id)
-    return GatewayTransaction(
-        kind=TransactionKind.REFUND,
-        reference=str(refund.id),
-        status=str(status),
-        amount=tollgate_amount(amount=int(refund.amount), currency=str(refund.currency)),
-        currency=str(refund.currency).upper(),
-        idempotency_key=str(key),
-        created_at=_moment(refund.created),
-        **_settlement(refund),
-    )
-
-
-def _settlement(item: stripe.Charge | stripe.Refund) -> dict[str, Any]:
-    """What Stripe's balance moved for a charge or refund: its balance transaction's amount (as a
-    positive number: a refund's is negative) and currency; nothing while it has none."""
-    balance = stripe_field(item, "balance_transaction")
-    if balance is None or isinstance(balance, str):
-        return {}
-    currency = str(balance.currency)
-    return {
-        "settled_amount": tollgate_amount(amount=abs(int(balance.amount)), currency=currency),
-        "settled_currency": currency.upper(),
-    }
-
-
-def _stripe_amount(amount: int, currency: str) -> int:
-    """Tollgate's amount in Stripe's units; refused (nothing is sent) when not exact."""
-    try:
-        return stripe_amount(amount=amount, currency=currency)
-    except InexactAmount as exc:
-        raise GatewayRequestRefused(str(exc)) from exc
 
 
 # --- The adapter's own records ---------------------------------------------------------------------------

@@ -18,9 +18,10 @@ import structlog
 
 from tollgate.billing import services
 from tollgate.billing.errors import EventNotReady
-from tollgate.billing.gateways.stripe.adapter import StripeGateway, saved_card, stripe_field
+from tollgate.billing.gateways.stripe.adapter import StripeGateway
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA
 from tollgate.billing.gateways.stripe.currencies import tollgate_amount
+from tollgate.billing.gateways.stripe.objects import saved_card, stripe_field
 from tollgate.billing.inbound.handlers import Handler, handlers_register, setup_attach
 from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, PaymentMethod, Refund
 from tollgate.billing.services import disputes
