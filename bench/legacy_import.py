@@ -212,8 +212,9 @@ def measure(args: argparse.Namespace, database_url: str, work: Path) -> tuple[st
 
     from tollgate.billing.integrity import ledger_check
     from tollgate.billing.models import Invoice, Subscription
+    from tollgate.legacy.conflicts import dataset_check_database
     from tollgate.legacy.importer import legacy_import
-    from tollgate.legacy.validation import dataset_check_database, dataset_load
+    from tollgate.legacy.validation import dataset_load
 
     django_release()
     if args.sqlite:

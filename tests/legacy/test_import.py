@@ -33,9 +33,10 @@ from tollgate.billing.models import (
 from tollgate.catalog.models import Price
 from tollgate.core import clock
 from tollgate.core.models import OutboxMessage
+from tollgate.legacy.conflicts import dataset_check_database
 from tollgate.legacy.importer import legacy_import
 from tollgate.legacy.models import LegacyRecord
-from tollgate.legacy.validation import dataset_check_database, dataset_load
+from tollgate.legacy.validation import dataset_load
 
 pytestmark = pytest.mark.django_db
 

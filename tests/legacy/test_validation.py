@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.legacy.conftest import INVALID, VALID
-from tollgate.legacy.validation import dataset_check_database, dataset_load
+from tollgate.legacy.conflicts import dataset_check_database
+from tollgate.legacy.validation import dataset_load
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ checks every record on its own and against the others, and returns the records i
 every problem found, each naming its file, its position in the file's array (from 0, as ``jq
 '.[N]'`` counts) and its legacy id. ``dataset_check_database`` adds the conflicts with what
 Tollgate already holds (an email address, a Stripe customer or payment that belongs to something
-the import did not create). Nothing here writes.
+the import did not create; in ``conflicts.py``). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -22,17 +22,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.db.models.functions import Lower
 
 from tollgate.accounts.models import User
 from tollgate.billing import periods
-from tollgate.billing.models import Customer, PaymentAttempt
 from tollgate.billing.periods import price_months
 from tollgate.billing.states import SUBSCRIPTION_ENDED, SubscriptionStatus
 from tollgate.catalog.models import Price
 from tollgate.core import clock
 from tollgate.core.money import currency_exponent, validate_currency
-from tollgate.legacy.models import LegacyRecord
 
 USERS_FILE = "users.json"
 SUBSCRIPTIONS_FILE = "subscriptions.json"
@@ -572,63 +569,3 @@ def _payment_amount(record: _Record, currency: str) -> int:
     if value <= 0:
         record.problem(f"amount {value} is not above zero")
     return value
-
-
-# --- Conflicts with what Tollgate already holds -----------------------------------------------------
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), DB_CHUNK):
-        yield items[start : start + DB_CHUNK]
-
-
-def _imported(kind: LegacyRecord.Kind, legacy_ids: Sequence[str]) -> dict[str, int]:
-    return dict(
-        LegacyRecord.objects.filter(kind=kind, legacy_id__in=legacy_ids).values_list(
-            "legacy_id", "object_id"
-        )
-    )
-
-
-def dataset_check_database(dataset: Dataset) -> None:
-    """Add a problem for each record whose email address, Stripe customer or payment Tollgate
-    already holds for something this import did not create from that same record."""
-    for users in _chunks([user for user in dataset.users if user.ok]):
-        ours = _imported(LegacyRecord.Kind.USER, [user.legacy_id for user in users])
-        by_email = dict(
-            User.objects.annotate(email_lower=Lower("email"))
-            .filter(email_lower__in=[user.email.lower() for user in users])
-            .values_list("email_lower", "pk")
-        )
-        by_customer = dict(
-            Customer.objects.filter(
-                gateway=LEGACY_GATEWAY,
-                gateway_reference__in=[u.stripe_customer_id for u in users if u.stripe_customer_id],
-            ).values_list("gateway_reference", "user_id")
-        )
-        for user in users:
-            owner = by_email.get(user.email.lower())
-            if owner is not None and owner != ours.get(user.legacy_id):
-                _conflict(dataset, user, USERS_FILE, "a Tollgate account already has this email")
-            owner = by_customer.get(user.stripe_customer_id)
-            if owner is not None and owner != ours.get(user.legacy_id):
-                _conflict(
-                    dataset, user, USERS_FILE, "a Tollgate customer already has this Stripe id"
-                )
-    for payments in _chunks([payment for payment in dataset.payments if payment.ok]):
-        ours_payments = set(
-            _imported(LegacyRecord.Kind.PAYMENT, [p.legacy_id for p in payments]).values()
-        )
-        recorded = dict(
-            PaymentAttempt.objects.filter(
-                gateway=LEGACY_GATEWAY,
-                gateway_reference__in=[payment.stripe_payment_id for payment in payments],
-            ).values_list("gateway_reference", "pk")
-        )
-        for payment in payments:
-            found = recorded.get(payment.stripe_payment_id)
-            if found is not None and found not in ours_payments:
-                _conflict(dataset, payment, PAYMENTS_FILE, "Tollgate already recorded this payment")
-
-
-def _conflict(dataset: Dataset, row: LegacyUser | LegacyPayment, file: str, message: str) -> None:
-    row.ok = False
-    dataset.problems.append(Problem(file, row.index, row.legacy_id, message))

@@ -10,8 +10,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from tollgate.core.errors import ValidationFailed
+from tollgate.legacy.conflicts import dataset_check_database
 from tollgate.legacy.importer import DEFAULT_BATCH_SIZE, legacy_import, legacy_import_preview
-from tollgate.legacy.validation import Dataset, dataset_check_database, dataset_load
+from tollgate.legacy.validation import Dataset, dataset_load
 
 
 class Command(BaseCommand):
