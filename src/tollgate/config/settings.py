@@ -6,8 +6,6 @@ Production refuses to start on an unsafe configuration and lists every problem a
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import secrets
 from pathlib import Path
@@ -18,6 +16,7 @@ import django_stubs_ext
 
 from tollgate.config.email import email_config
 from tollgate.config.env import Env
+from tollgate.config.payments import dunning_retry_days, sandbox_webhook_secrets, stripe_csp_add
 from tollgate.config.production import payment_gateway_problems, production_problems
 from tollgate.ops.backup_conf import backup_key_problem, backup_s3_problems
 from tollgate.security.conf import (
@@ -257,10 +256,6 @@ AUTH_USER_MODEL = "accounts.User"
 # auth.W004: email uniqueness is enforced case-insensitively by a functional unique constraint.
 # security.W021: HSTS preload is an operator's opt-in (TOLLGATE_HSTS_PRELOAD); it is hard to undo.
 SILENCED_SYSTEM_CHECKS = ["auth.W004", "security.W021"]
-AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",
-    "allauth.account.auth_backends.AuthenticationBackend",
-]
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -268,51 +263,11 @@ PASSWORD_HASHERS = [
 if TESTING:
     # Hashing cost is not what the tests are about; Argon2 is still exercised by a dedicated test.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *PASSWORD_HASHERS]
-PASSWORD_MIN_LENGTH = 12
-PASSWORD_MAX_LENGTH = 1024
-AUTH_PASSWORD_VALIDATORS = [
-    {
-        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator",
-        "OPTIONS": {"user_attributes": ("email", "name")},
-    },
-    {
-        "NAME": "tollgate.accounts.passwords.LengthValidator",
-        "OPTIONS": {"min_length": PASSWORD_MIN_LENGTH, "max_length": PASSWORD_MAX_LENGTH},
-    },
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-    {"NAME": "tollgate.accounts.passwords.ContextWordsValidator"},
-]
-
-ACCOUNT_ADAPTER = "tollgate.accounts.adapter.AccountAdapter"
-ACCOUNT_USER_DISPLAY = "tollgate.accounts.adapter.user_display"
-ACCOUNT_USER_MODEL_USERNAME_FIELD = None
-ACCOUNT_LOGIN_METHODS = {"email"}
-ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
-ACCOUNT_UNIQUE_EMAIL = True
-ACCOUNT_EMAIL_VERIFICATION = "mandatory"
-ACCOUNT_CONFIRM_EMAIL_ON_GET = False
-ACCOUNT_EMAIL_CONFIRMATION_EXPIRE_DAYS = 3
-ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
-ACCOUNT_LOGIN_ON_PASSWORD_RESET = False
-ACCOUNT_PREVENT_ENUMERATION = True
-ACCOUNT_CHANGE_EMAIL = True
-ACCOUNT_REAUTHENTICATION_REQUIRED = True
-ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
-ACCOUNT_SESSION_REMEMBER = False
-ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
-ACCOUNT_EMAIL_SUBJECT_PREFIX = ""
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if PRODUCTION else "http"
-# Tollgate's own rate-limit framework (tollgate.security) protects the account endpoints.
-ACCOUNT_RATE_LIMITS = False
-LOGIN_REDIRECT_URL = "web:home"
-LOGIN_URL = "account_login"
-
-MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env.str("TOLLGATE_SITE_NAME", "Tollgate")
-MFA_RECOVERY_CODE_COUNT = 10
 
-USERSESSIONS_TRACK_ACTIVITY = True
+from tollgate.config.accounts import *  # noqa: E402, F403  (allauth's fixed options)
+from tollgate.config.accounts import PASSWORD_MAX_LENGTH  # noqa: E402
 
 # Sessions: rotated at login (Django), idle timeout and an absolute lifetime (accounts.middleware).
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
@@ -480,18 +435,7 @@ env.problems.extend(
     )
 )
 if PAYMENT_GATEWAY == "stripe":
-    for _directive, _url in (
-        ("script-src", STRIPE_JS_URL),
-        ("frame-src", STRIPE_JS_URL),
-        ("connect-src", STRIPE_API_BASE),
-    ):
-        _origin = "{0.scheme}://{0.netloc}".format(urlsplit(_url))
-        _sources = CSP_EXTRA.setdefault(_directive, [])
-        if _origin not in _sources:
-            _sources.append(_origin)
-    if urlsplit(STRIPE_JS_URL).netloc == "js.stripe.com":
-        # Stripe.js opens the bank's 3-D Secure page in a frame served from hooks.stripe.com.
-        CSP_EXTRA.setdefault("frame-src", []).append("https://hooks.stripe.com")
+    stripe_csp_add(CSP_EXTRA, js_url=STRIPE_JS_URL, api_base=STRIPE_API_BASE)
 
 # --- Billing --------------------------------------------------------------------------------------
 # Invoice numbers: "customer" = prefix + gapless sequence per customer (7F3KQ2AB-0004), so workers
@@ -503,13 +447,10 @@ BILLING_INVOICE_NUMBERING = env.choice(
 BILLING_INVOICE_NUMBER_PREFIX = env.str("TOLLGATE_INVOICE_NUMBER_PREFIX", "INV")
 # Dunning: after a renewal payment fails, retry this many days after the first failure; after the
 # last retry fails (or at once on a hard decline) the subscription becomes "canceled" or "unpaid".
-_dunning_days = env.list("TOLLGATE_DUNNING_RETRY_DAYS", ["1", "3", "5", "7"])
-BILLING_DUNNING_RETRY_DAYS = [int(day) for day in _dunning_days if day.isdigit()]
-_increasing_days = sorted(set(BILLING_DUNNING_RETRY_DAYS) - {0})
-if len(_dunning_days) != len(_increasing_days) or _increasing_days != BILLING_DUNNING_RETRY_DAYS:
-    env.problems.append(
-        "TOLLGATE_DUNNING_RETRY_DAYS must list increasing whole days, like 1,3,5,7."
-    )
+BILLING_DUNNING_RETRY_DAYS, _problems = dunning_retry_days(
+    env.list("TOLLGATE_DUNNING_RETRY_DAYS", ["1", "3", "5", "7"])
+)
+env.problems.extend(_problems)
 BILLING_DUNNING_FINAL_STATUS = env.choice(
     "TOLLGATE_DUNNING_FINAL_STATUS", ("canceled", "unpaid"), "canceled"
 )
@@ -533,23 +474,13 @@ BILLING_RECONCILIATION_DAYS = env.int("TOLLGATE_RECONCILIATION_DAYS", 3, minimum
 # outcomes) the way Stripe signs webhooks, with this secret; the fallbacks (earlier secrets) stay
 # valid during a rotation. Unset, both are derived from SECRET_KEY and its fallbacks, so every
 # installation has its own secret and none is written in the code.
-_SANDBOX_SECRET_CONTEXT = b"tollgate.billing.sandbox.webhook-secret"
-
-
-def _sandbox_webhook_secret(key: str) -> str:
-    return "whsec_" + hmac.new(key.encode(), _SANDBOX_SECRET_CONTEXT, hashlib.sha256).hexdigest()
-
-
-SANDBOX_WEBHOOK_SECRET = env.str("TOLLGATE_SANDBOX_WEBHOOK_SECRET", "")
-SANDBOX_WEBHOOK_SECRET_FALLBACKS = env.list("TOLLGATE_SANDBOX_WEBHOOK_SECRET_FALLBACKS", [])
-if SANDBOX_WEBHOOK_SECRET:
-    if len(SANDBOX_WEBHOOK_SECRET) < 32:
-        env.problems.append("TOLLGATE_SANDBOX_WEBHOOK_SECRET must be at least 32 characters.")
-else:
-    SANDBOX_WEBHOOK_SECRET = _sandbox_webhook_secret(SECRET_KEY)
-    SANDBOX_WEBHOOK_SECRET_FALLBACKS = SANDBOX_WEBHOOK_SECRET_FALLBACKS or [
-        _sandbox_webhook_secret(key) for key in SECRET_KEY_FALLBACKS
-    ]
+SANDBOX_WEBHOOK_SECRET, SANDBOX_WEBHOOK_SECRET_FALLBACKS, _problems = sandbox_webhook_secrets(
+    secret=env.str("TOLLGATE_SANDBOX_WEBHOOK_SECRET", ""),
+    fallbacks=env.list("TOLLGATE_SANDBOX_WEBHOOK_SECRET_FALLBACKS", []),
+    secret_key=SECRET_KEY,
+    secret_key_fallbacks=SECRET_KEY_FALLBACKS,
+)
+env.problems.extend(_problems)
 
 # --- Idempotency and money flows --------------------------------------------------------------------
 # Requests that move money are stored under their idempotency key (API header, form token) this long;
