@@ -18,7 +18,13 @@ from tollgate.billing.clock import billing_run
 from tollgate.billing.customer_summary import customer_summary
 from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.inbound import inbox
-from tollgate.billing.models import Customer, InboundEvent, PaymentAttempt, Refund
+from tollgate.billing.models import (
+    Customer,
+    InboundEvent,
+    LedgerTransaction,
+    PaymentAttempt,
+    Refund,
+)
 from tollgate.billing.reports import customer_lookup
 from tollgate.billing.services.disputes import DisputeReport, dispute_acknowledge, dispute_record
 from tollgate.core import clock
@@ -177,6 +183,27 @@ def test_an_open_dispute_and_a_card_about_to_expire_are_flagged(paying):
     assert [flag.code for flag in flags] == ["dispute_open", "card_expiring"]
     early = customer_summary(customer=customer, now=dt.datetime(2099, 11, 30, tzinfo=dt.UTC))
     assert [flag.code for flag in early.flags] == ["dispute_open"]
+
+
+def test_a_customer_is_found_by_the_public_id_of_a_card_a_dispute_or_a_ledger_entry(paying):
+    customer, payment = paying
+    dispute = dispute_record(
+        report=DisputeReport(
+            gateway=payment.gateway,
+            reference="dp_lookup",
+            payment_reference=payment.gateway_reference,
+            amount=payment.amount,
+            currency=payment.currency,
+            reason="fraudulent",
+            status="needs_response",
+        )
+    )
+    entry = LedgerTransaction.objects.filter(customer=customer).first()
+    assert entry is not None
+    for public_id in (payment.payment_method.public_id, dispute.public_id, entry.public_id):
+        assert customer_lookup(query=public_id) == [customer], public_id
+        assert customer_lookup(query=public_id.lower()) == [customer], public_id
+    assert customer_lookup(query="dsp_NOSUCHDISPUTE0000000") == []
 
 
 # --- The audit trail -------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from tollgate.billing.models import (
     Dispute,
     InboundEvent,
     Invoice,
+    LedgerTransaction,
     PaymentAttempt,
     PaymentMethod,
     ReconciliationRun,
@@ -51,21 +52,26 @@ LIVE = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStat
 
 
 # --- Finding a customer ----------------------------------------------------------------------------------
-_BY_PREFIX = {
-    "cus": "public_id",
-    "usr": "user__public_id",
-    "sub": "subscriptions__public_id",
-    "inv": "invoices__public_id",
-    "pay": "invoices__payments__public_id",
-    "ref": "invoices__payments__refunds__public_id",
+# Each public id prefix: the record it names and the path from that record to its customer's key.
+_BY_PREFIX: dict[str, tuple[type[Any], str]] = {
+    "cus": (Customer, "pk"),
+    "usr": (Customer, "pk"),  # looked up by the account's id below
+    "sub": (Subscription, "customer_id"),
+    "inv": (Invoice, "customer_id"),
+    "pay": (PaymentAttempt, "invoice__customer_id"),
+    "ref": (Refund, "payment__invoice__customer_id"),
+    "pm": (PaymentMethod, "customer_id"),
+    "dsp": (Dispute, "payment__invoice__customer_id"),
+    "txn": (LedgerTransaction, "customer_id"),
 }
 
 
 def customers_matching(*, query: str) -> QuerySet[Customer]:
     """The customers a staff search names, unordered (the caller sorts and pages).
 
-    A public id (``cus_``, ``usr_`` of the account, ``sub_``, ``inv_``, ``pay_``, ``ref_``; any
-    case) finds the one customer it belongs to. Anything else is matched, in one query, against an
+    A public id (``cus_``, ``usr_`` of the account, ``sub_``, ``inv_``, ``pay_``, ``ref_``, a
+    card's ``pm_``, a dispute's ``dsp_``, a ledger transaction's ``txn_``; any case) finds the one
+    customer it belongs to. Anything else is matched, in one query, against an
     invoice number, the gateway's customer id and the operator's external id (exactly), the last
     four digits of a card (four digits), and, from three characters on, the start of the billing
     or account email (any case) and any part of the name.
@@ -77,7 +83,9 @@ def customers_matching(*, query: str) -> QuerySet[Customer]:
     prefix, _, body = text.partition("_")
     if body and prefix.lower() in _BY_PREFIX:
         public_id = f"{prefix.lower()}_{body.upper()}"
-        found = customers.filter(**{_BY_PREFIX[prefix.lower()]: public_id}).values("pk")[:1]
+        model, owner = _BY_PREFIX[prefix.lower()]
+        named = {"user__public_id" if prefix.lower() == "usr" else "public_id": public_id}
+        found = model.objects.filter(**named).values(owner)[:1]
         return customers.filter(pk__in=found)
     wanted = (
         Q(pk__in=Invoice.objects.filter(number=text.upper()).values("customer_id"))
