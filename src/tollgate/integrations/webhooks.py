@@ -235,15 +235,20 @@ def webhook_endpoints() -> QuerySet[WebhookEndpoint]:
     return WebhookEndpoint.objects.all()
 
 
-def webhook_deliveries_recent(
-    *, endpoint: WebhookEndpoint, limit: int = DELIVERIES_SHOWN
-) -> list[WebhookDelivery]:
-    """The endpoint's latest deliveries, newest first, with their events and attempts."""
-    return list(
+def webhook_deliveries(*, endpoint: WebhookEndpoint) -> QuerySet[WebhookDelivery]:
+    """The endpoint's deliveries, newest first, with their events and attempts."""
+    return (
         WebhookDelivery.objects.filter(endpoint=endpoint)
         .select_related("event")
         .prefetch_related(
             Prefetch("tries", queryset=WebhookAttempt.objects.order_by("-attempted_at", "-pk"))
         )
-        .order_by("-created_at", "-pk")[:limit]
+        .order_by("-created_at", "-pk")
     )
+
+
+def webhook_deliveries_recent(
+    *, endpoint: WebhookEndpoint, limit: int = DELIVERIES_SHOWN
+) -> list[WebhookDelivery]:
+    """The endpoint's latest ``limit`` deliveries, newest first, with their events and attempts."""
+    return list(webhook_deliveries(endpoint=endpoint)[:limit])

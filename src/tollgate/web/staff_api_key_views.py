@@ -8,7 +8,7 @@ the session, a message or a URL, and kept nowhere (only its hash is stored). The
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -21,9 +21,15 @@ from tollgate.integrations import keys
 from tollgate.integrations.models import ApiKey
 from tollgate.web import errors
 from tollgate.web.api_key_forms import OperatorKeyCreateForm, RotateForm, key_rows
+from tollgate.web.staff_tables import Table, table_page
 from tollgate.web.staff_views import staff_required
 
-KEYS_SHOWN = 200
+KEY_SORTS = {
+    "name": "name",
+    "created": "created_at",
+    "expires": "expires_at",
+    "last_used": "last_used_at",
+}
 
 
 def _staff(request: HttpRequest) -> User:
@@ -60,18 +66,30 @@ def api_keys(request: HttpRequest) -> HttpResponse:
             return render(
                 request, "staff/api_keys/issued.html", {"issued": issued, "rotated": None}
             )
-    selected = ApiKey.objects.select_related("customer")
     return render(
         request,
         "staff/api_keys/list.html",
         {
             "form": form,
-            "operator_keys": key_rows(selected.filter(kind=ApiKey.Kind.OPERATOR)[:KEYS_SHOWN]),
-            "customer_keys": key_rows(selected.filter(kind=ApiKey.Kind.CUSTOMER)[:KEYS_SHOWN]),
-            "shown": KEYS_SHOWN,
+            "operator_keys": _keys_table(request, ApiKey.Kind.OPERATOR, prefix="operator"),
+            "customer_keys": _keys_table(request, ApiKey.Kind.CUSTOMER, prefix="customer"),
         },
         status=422 if form.is_bound else 200,
     )
+
+
+def _keys_table(request: HttpRequest, kind: str, *, prefix: str) -> dict[str, Any]:
+    """One page of the keys of ``kind`` (newest first unless another sort is chosen) and its rows
+    as the table shows them."""
+    table: Table[ApiKey] = table_page(
+        ApiKey.objects.select_related("customer").filter(kind=kind),
+        params=request.GET,
+        sorts=KEY_SORTS,
+        default="created",
+        prefix=prefix,
+        anchor=f"#{prefix}-keys",
+    )
+    return {"table": table, "rows": key_rows(table.rows)}
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

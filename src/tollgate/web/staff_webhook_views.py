@@ -22,8 +22,17 @@ from tollgate.core.errors import TollgateError
 from tollgate.integrations import webhooks
 from tollgate.integrations.models import WebhookDelivery, WebhookEndpoint
 from tollgate.web import errors
+from tollgate.web.staff_tables import table_page
 from tollgate.web.staff_views import staff_required
 from tollgate.web.staff_webhook_forms import EndpointForm, RotateForm
+
+ENDPOINT_SORTS = {"created": "created_at", "url": "url", "enabled": "enabled"}
+DELIVERY_SORTS = {
+    "created": "created_at",
+    "status": "status",
+    "attempts": "attempts",
+    "next": "next_attempt_at",
+}
 
 
 def _staff(request: HttpRequest) -> User:
@@ -47,9 +56,15 @@ def _endpoint_page(endpoint: WebhookEndpoint) -> HttpResponse:
 @require_safe
 @staff_required
 def webhook_endpoints(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "staff/webhooks/list.html", {"endpoints": list(webhooks.webhook_endpoints())}
+    endpoints = table_page(
+        webhooks.webhook_endpoints(),
+        params=request.GET,
+        sorts=ENDPOINT_SORTS,
+        default="created",
+        default_dir="asc",
+        anchor="#endpoints",
     )
+    return render(request, "staff/webhooks/list.html", {"endpoints": endpoints})
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -89,8 +104,13 @@ def webhook_endpoint(request: HttpRequest, endpoint_id: str) -> HttpResponse:
         "staff/webhooks/endpoint.html",
         {
             "endpoint": endpoint,
-            "deliveries": webhooks.webhook_deliveries_recent(endpoint=endpoint),
-            "shown": webhooks.DELIVERIES_SHOWN,
+            "deliveries": table_page(
+                webhooks.webhook_deliveries(endpoint=endpoint),
+                params=request.GET,
+                sorts=DELIVERY_SORTS,
+                default="created",
+                anchor="#deliveries",
+            ),
         },
     )
 
