@@ -20,11 +20,13 @@ from tollgate.web.staff_views import staff_required
 
 CHART_WIDTH = 640
 CHART_HEIGHT = 220
-AXIS_ROOM = 26  # below the plot: the month labels
-SCALE_ROOM = 24  # above the plot: the tallest column's value, as a scale
+# Room for text as large as phones draw it (26 units: a chart drawn half size still reads at 13 px).
+AXIS_ROOM = 34  # below the plot: the month labels
+SCALE_ROOM = 34  # above the plot: the tallest column's value, as a scale
 MONTH_LABELS = 6  # at most this many month labels (every other month, or every third, ...)
-LABEL_WIDTH = 200
-ROW_HEIGHT = 28
+ROW_HEIGHT = 60  # a bar chart's row: its label above its bar
+VALUE_ROOM = 100  # right of the longest bar: its value
+LABEL_HALF = 46  # half a month label ("Dec 26") at that size: the first and last stay inside
 
 
 # --- Chart layout ----------------------------------------------------------------------------------------
@@ -92,7 +94,10 @@ def column_chart(title: str, months: Sequence[str], series: Sequence[Series]) ->
             )
     every = max(-(-len(months) // MONTH_LABELS), 1)  # rounded up: at most MONTH_LABELS labels
     labels = [
-        AxisLabel(x=4 + index * group + group // 2, text=text)
+        AxisLabel(
+            x=min(max(4 + index * group + group // 2, LABEL_HALF), CHART_WIDTH - LABEL_HALF),
+            text=text,
+        )
         for index, text in enumerate(months)
         if (len(months) - 1 - index) % every == 0  # the current month always has its label
     ]
@@ -125,7 +130,7 @@ def column_chart(title: str, months: Sequence[str], series: Sequence[Series]) ->
 class Bar:
     label: str
     shown: str
-    y: int
+    y: int  # the top of its row: the label, then the bar
     width: int
 
 
@@ -135,19 +140,19 @@ class BarChart:
     summary: str
     width: int
     height: int
-    label_width: int
     bars: list[Bar]
 
 
 def bar_chart(title: str, rows: Sequence[tuple[str, int, str]]) -> BarChart:
-    """One horizontal bar per (label, value, value as shown), scaled to the largest value."""
+    """One horizontal bar per (label, value, value as shown), scaled to the largest value, its
+    label above it (so a label keeps the chart's whole width however large phones draw it)."""
     largest = max((value for _, value, _ in rows), default=0) or 1
-    room = CHART_WIDTH - LABEL_WIDTH - 60
+    room = CHART_WIDTH - VALUE_ROOM
     bars = [
         Bar(
             label=label,
             shown=shown,
-            y=index * ROW_HEIGHT + 4,
+            y=index * ROW_HEIGHT,
             width=max(value * room // largest, 1 if value else 0),
         )
         for index, (label, value, shown) in enumerate(rows)
@@ -157,7 +162,6 @@ def bar_chart(title: str, rows: Sequence[tuple[str, int, str]]) -> BarChart:
         summary="; ".join(f"{label} {shown}" for label, _, shown in rows) or "no data",
         width=CHART_WIDTH,
         height=max(len(rows), 1) * ROW_HEIGHT,
-        label_width=LABEL_WIDTH,
         bars=bars,
     )
 
