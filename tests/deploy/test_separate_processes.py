@@ -12,7 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.deploy.test_serve import REPO_ROOT, _connect_when_listening, _free_port, _stop
+from tests.deploy.test_serve import (
+    REPO_ROOT,
+    _connect_when_listening,
+    _free_port,
+    _serve,
+    _stop,
+)
 
 # Each step runs in a process of its own, like a person's second terminal would.
 _SUBSCRIBE = """
@@ -55,18 +61,16 @@ services.subscription_change_price(
 
 
 def _environ(data_dir: Path) -> dict[str, str]:
-    environ = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("TOLLGATE_", "DATABASE_URL", "REDIS_URL", "DEBUG"))
-    }
-    # Unset, not empty: prometheus-client takes an empty directory name for the current one.
+    """What serve's test starts its processes with (the embedded default in ``data_dir``), for
+    the steps run beside them."""
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("DEBUG")}
     environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return {
         **environ,
         "TOLLGATE_ENV": "development",
         "TOLLGATE_DATA_DIR": str(data_dir),
-        "TOLLGATE_WEB_THREADS": "2",
+        "DATABASE_URL": f"sqlite:///{data_dir / 'tollgate.sqlite3'}",
+        "REDIS_URL": "",
         "DJANGO_SETTINGS_MODULE": "tollgate.config.settings",
     }
 
@@ -83,16 +87,6 @@ def _run(environ: dict[str, str], *argv: str) -> str:
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout
-
-
-def _start(environ: dict[str, str], *arguments: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tollgate", "serve", *arguments],
-        cwd=REPO_ROOT,
-        env=environ,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 def _billing_page(port: int, cookie: str) -> str:
@@ -128,8 +122,8 @@ def test_a_plan_change_reaches_the_web_process_once_the_separate_worker_handled_
     assert database.exists()
 
     port = _free_port()
-    web = _start(environ, "--no-worker", "--port", str(port))
-    worker = _start(environ, "--no-web")
+    web = _serve(tmp_path, "--no-worker", "--port", str(port))
+    worker = _serve(tmp_path, "--no-web")
     try:
         _connect_when_listening(port, web).close()
         # The web process reads the Pro entitlements (and keeps them in its cache).

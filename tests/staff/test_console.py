@@ -20,6 +20,7 @@ from tollgate.billing.gateways.sandbox.adapter import SandboxGateway
 from tollgate.billing.inbound import inbox
 from tollgate.billing.models import (
     Customer,
+    Dispute,
     InboundEvent,
     LedgerTransaction,
     PaymentAttempt,
@@ -49,6 +50,21 @@ def refund(payment: PaymentAttempt, staff, amount: int) -> Refund:
         note="Goodwill",
         actor=staff,
         idempotency_key=new_key(),
+    )
+
+
+def dispute_open(payment: PaymentAttempt, reference: str, amount: int | None = None) -> Dispute:
+    """The gateway reports a dispute of ``payment`` that needs a response."""
+    return dispute_record(
+        report=DisputeReport(
+            gateway=payment.gateway,
+            reference=reference,
+            payment_reference=payment.gateway_reference,
+            amount=payment.amount if amount is None else amount,
+            currency=payment.currency,
+            reason="fraudulent",
+            status="needs_response",
+        )
     )
 
 
@@ -167,17 +183,7 @@ def test_a_past_due_customer_is_flagged_with_the_balance_owed(customer, price):
 
 def test_an_open_dispute_and_a_card_about_to_expire_are_flagged(paying):
     customer, payment = paying
-    dispute_record(
-        report=DisputeReport(
-            gateway=payment.gateway,
-            reference="dp_1",
-            payment_reference=payment.gateway_reference,
-            amount=payment.amount,
-            currency=payment.currency,
-            reason="fraudulent",
-            status="needs_response",
-        )
-    )
+    dispute_open(payment, "dp_1")
     # The sandbox's cards expire at the end of 12/2099.
     flags = customer_summary(customer=customer, now=dt.datetime(2099, 12, 15, tzinfo=dt.UTC)).flags
     assert [flag.code for flag in flags] == ["dispute_open", "card_expiring"]
@@ -187,17 +193,7 @@ def test_an_open_dispute_and_a_card_about_to_expire_are_flagged(paying):
 
 def test_a_customer_is_found_by_the_public_id_of_a_card_a_dispute_or_a_ledger_entry(paying):
     customer, payment = paying
-    dispute = dispute_record(
-        report=DisputeReport(
-            gateway=payment.gateway,
-            reference="dp_lookup",
-            payment_reference=payment.gateway_reference,
-            amount=payment.amount,
-            currency=payment.currency,
-            reason="fraudulent",
-            status="needs_response",
-        )
-    )
+    dispute = dispute_open(payment, "dp_lookup")
     entry = LedgerTransaction.objects.filter(customer=customer).first()
     assert entry is not None
     for public_id in (payment.payment_method.public_id, dispute.public_id, entry.public_id):
@@ -278,20 +274,7 @@ def test_disputes_keep_attention_first_by_default_and_sort_by_amount_on_request(
 ):
     payment = paying[1]
 
-    def record(reference: str, amount: int):
-        return dispute_record(
-            report=DisputeReport(
-                gateway=payment.gateway,
-                reference=reference,
-                payment_reference=payment.gateway_reference,
-                amount=amount,
-                currency=payment.currency,
-                reason="fraudulent",
-                status="needs_response",
-            )
-        )
-
-    seen, fresh = record("dp_big", 2900), record("dp_small", 100)
+    seen, fresh = dispute_open(payment, "dp_big", 2900), dispute_open(payment, "dp_small", 100)
     dispute_acknowledge(dispute=seen, actor=staff)
     default = staff_client.get(reverse("staff:disputes")).text
     assert default.index(fresh.public_id) < default.index(seen.public_id)
