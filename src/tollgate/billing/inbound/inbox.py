@@ -23,7 +23,7 @@ handler is stored and acknowledged.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -162,11 +162,21 @@ _intake: GroupCommit[tuple[str, GatewayEvent], EventReceipt] = GroupCommit(
 )
 
 
-def _schedule(gateway: str, event_ids: list[str]) -> None:
-    from tollgate.billing.tasks import inbound_events_process_task
+# The worker task that processes stored events. The billing app registers it when it starts
+# (``billing/tasks.py`` defines it on top of this module, so this module never imports it); until
+# then, stored events wait for the sweep.
+_process_tasks: list[Callable[[str, list[str]], object]] = []
 
+
+def process_task_register(task: Callable[[str, list[str]], object]) -> None:
+    """Name the task that processes a gateway's stored events in the worker (``AppConfig.ready``)."""
+    _process_tasks[:] = [task]
+
+
+def _schedule(gateway: str, event_ids: list[str]) -> None:
     try:
-        inbound_events_process_task(gateway, event_ids)
+        for task in _process_tasks:
+            task(gateway, event_ids)
     except Exception:
         # The events are stored; the sweep processes them if the queue cannot be reached now.
         log.warning("inbox.schedule_failed", gateway=gateway, events=len(event_ids), exc_info=True)
