@@ -80,6 +80,14 @@ class LedgerUnbalanced(Conflict):
     default_message = "The ledger entries do not balance; nothing was recorded."
 
 
+class PromotionCodeRefused(ValidationFailed):
+    """A promotion code that cannot be used here; ``details["reason"]`` says why (``unknown``,
+    ``expired``, ``exhausted``, ``not_applicable``, ``first_time_only``)."""
+
+    code = "promotion_code_refused"
+    default_message = "That code isn't valid; check it and try again."
+
+
 # --- Inbound events -----------------------------------------------------------------------------------
 class EventNotReady(Exception):
     """The event names something Tollgate does not know (yet): process it again later."""

@@ -111,18 +111,28 @@ def ledger_post_many(postings: Sequence[Posting]) -> list[LedgerTransaction]:
 
 
 # --- What each movement posts ---------------------------------------------------------------------------
-def invoice_finalized_posting(*, customer: Customer, invoice: Invoice, at: dt.datetime) -> Posting:
-    """What finalizing ``invoice`` posts: its total becomes receivable, earned as revenue."""
+def invoice_finalized_posting(
+    *, customer: Customer, invoice: Invoice, at: dt.datetime, discount: int = 0
+) -> Posting:
+    """What finalizing ``invoice`` posts: its total becomes receivable; revenue is earned at list
+    price and what its DISCOUNT lines took off (``discount``, positive) is booked to the
+    discounts account (contra-revenue), so revenue less discounts is what is owed."""
     return Posting(
         kind=LedgerTransaction.Kind.INVOICE_FINALIZED,
         customer=customer,
         invoice=invoice,
         occurred_at=at,
-        entries=[
-            (LedgerAccount.RECEIVABLE, Money(invoice.total, invoice.currency)),
-            (LedgerAccount.REVENUE, Money(-invoice.total, invoice.currency)),
-        ],
+        entries=_nonzero(
+            invoice.currency,
+            (LedgerAccount.RECEIVABLE, invoice.total),
+            (LedgerAccount.DISCOUNTS, discount),
+            (LedgerAccount.REVENUE, -invoice.total - discount),
+        ),
     )
+
+
+def _nonzero(currency: str, *entries: tuple[LedgerAccount, int]) -> list[tuple[LedgerAccount, Money]]:
+    return [(account, Money(amount, currency)) for account, amount in entries if amount]
 
 
 def invoice_closed_posting(
@@ -132,9 +142,12 @@ def invoice_closed_posting(
     kind: LedgerTransaction.Kind,
     debit: LedgerAccount,
     at: dt.datetime,
+    discount: int = 0,
 ) -> Posting:
     """What closing an open (or written-off) invoice posts: what it was owed leaves receivables
-    (or bad debt, where a write-off moved it) for ``debit``. Read before the status changes."""
+    (or bad debt, where a write-off moved it) for ``debit``. Voiding it (``debit`` revenue) also
+    takes back its ``discount`` (as ``invoice_finalized_posting`` booked it), so a voided invoice
+    leaves neither revenue nor discount. Read before the status changes."""
     credit = (
         LedgerAccount.BAD_DEBT
         if invoice.status == InvoiceStatus.UNCOLLECTIBLE
@@ -145,10 +158,12 @@ def invoice_closed_posting(
         customer=customer,
         invoice=invoice,
         occurred_at=at,
-        entries=[
-            (debit, Money(invoice.total, invoice.currency)),
-            (credit, Money(-invoice.total, invoice.currency)),
-        ],
+        entries=_nonzero(
+            invoice.currency,
+            (debit, invoice.total + discount),
+            (LedgerAccount.DISCOUNTS, -discount),
+            (credit, -invoice.total),
+        ),
     )
 
 

@@ -21,6 +21,7 @@ from tollgate.billing.gateways.sandbox.models import (
 from tollgate.billing.gateways.stripe.models import StripeRequest
 from tollgate.billing.models.common import CURRENCY
 from tollgate.billing.models.customers import Customer, PaymentMethod
+from tollgate.billing.models.discounts import Coupon, Discount, PromotionCode
 from tollgate.billing.models.disputes import Dispute, new_dsp_id
 from tollgate.billing.models.gateway_records import InboundEvent, ReconciliationRun
 from tollgate.billing.models.invoices import Invoice, InvoiceLine, InvoiceNumberSequence
@@ -31,7 +32,9 @@ from tollgate.billing.models.subscriptions import Subscription
 __all__ = [
     "CURRENCY",
     "AppendOnly",
+    "Coupon",
     "Customer",
+    "Discount",
     "Dispute",
     "InboundEvent",
     "Invoice",
@@ -42,6 +45,7 @@ __all__ = [
     "LedgerTransaction",
     "PaymentAttempt",
     "PaymentMethod",
+    "PromotionCode",
     "ReconciliationRun",
     "Refund",
     "SandboxCard",

@@ -26,6 +26,7 @@ class LedgerAccount(models.TextChoices):
     REVENUE = "revenue", "Revenue"
     GATEWAY_CLEARING = "gateway_clearing", "Funds held by the gateway"
     REFUNDS = "refunds", "Refunds (contra-revenue)"
+    DISCOUNTS = "discounts", "Discounts (contra-revenue)"
     BAD_DEBT = "bad_debt", "Bad debt (written-off invoices)"
 
 

@@ -23,6 +23,13 @@ from tollgate.billing.services.customers import (
     payment_method_detach,
     payment_method_setup_start,
 )
+from tollgate.billing.services.discounts import (
+    coupon_archive,
+    coupon_create,
+    promotion_code_archive,
+    promotion_code_create,
+    subscription_discount_apply,
+)
 from tollgate.billing.services.disputes import DisputeReport, dispute_acknowledge, dispute_record
 from tollgate.billing.services.invoices import (
     invoice_create_for_period,
@@ -49,6 +56,11 @@ from tollgate.billing.steps.invoices import LineSpec
 from tollgate.billing.steps.payments import ACTION_EXPIRED
 
 __all__ = [
+    "coupon_archive",
+    "coupon_create",
+    "promotion_code_archive",
+    "promotion_code_create",
+    "subscription_discount_apply",
     "ACTION_EXPIRED",
     "EXTEND_MAX_DAYS",
     "DisputeReport",

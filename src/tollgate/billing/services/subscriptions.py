@@ -14,6 +14,7 @@ from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
 from tollgate.billing import periods, previews
 from tollgate.billing.emails import subscription_confirmation_send
+from tollgate.billing.discounts import code_normalize
 from tollgate.billing.entitlements import entitlements_changed
 from tollgate.billing.errors import (
     PaymentInProgress,
@@ -34,6 +35,7 @@ from tollgate.billing.states import (
     InvoiceStatus,
     SubscriptionStatus,
 )
+from tollgate.billing.steps.discounts import promotion_code_redeem_locked
 from tollgate.billing.steps.invoices import (
     invoice_draft_for_period_locked,
     invoice_finalize_locked,
@@ -62,9 +64,14 @@ def subscription_start(
     trial: bool = True,
     actor: User | None = None,
     idempotency_key: str,
+    promotion_code: str = "",
 ) -> Subscription:
     """Start ``customer`` on ``price`` (the checkout); a customer has at most one subscription that
     has not ended.
+
+    With ``promotion_code`` (any case) its coupon is applied (``steps.discounts``): the invoices
+    it covers carry a DISCOUNT line, the first one too; a code that cannot be used here refuses
+    the whole checkout with ``PromotionCodeRefused`` saying why, and nothing is counted.
 
     With a trial (``trial`` and the plan has trial days) the subscription is ``trialing`` until the
     trial ends and nothing is charged now; a card is needed only if the plan says so
@@ -81,16 +88,27 @@ def subscription_start(
         scope=customer.public_id,
         key=idempotency_key,
         operation="subscription_start",
-        parameters={"price": price.public_id, "trial": trial},
+        parameters={"price": price.public_id, "trial": trial, "code": code_normalize(promotion_code)},
         result=_SUBSCRIPTION_RESULT,
         work=lambda claim: _subscription_start(
-            customer=customer, price=price, trial=trial, actor=actor, claim=claim
+            customer=customer,
+            price=price,
+            trial=trial,
+            actor=actor,
+            claim=claim,
+            promotion_code=promotion_code,
         ),
     )
 
 
 def _subscription_start(
-    *, customer: Customer, price: Price, trial: bool, actor: User | None, claim: IdempotencyClaim
+    *,
+    customer: Customer,
+    price: Price,
+    trial: bool,
+    actor: User | None,
+    claim: IdempotencyClaim,
+    promotion_code: str,
 ) -> Subscription:
     if not price.active or not price.plan.active:
         raise ValidationFailed("This price is no longer offered; choose another plan.")
@@ -118,6 +136,7 @@ def _subscription_start(
                 current_period_end=trial_end,
                 trial_end=trial_end,
             )
+            _promotion_redeem(promotion_code, locked, subscription, now)
         else:
             if price.amount > 0 and payment_method_default(customer=locked) is None:
                 raise PaymentMethodRequired()
@@ -130,6 +149,7 @@ def _subscription_start(
                 current_period_start=period.start,
                 current_period_end=period.end,
             )
+            _promotion_redeem(promotion_code, locked, subscription, now)
             invoice = invoice_draft_for_period_locked(
                 subscription=subscription,
                 period=period,
@@ -298,6 +318,15 @@ def _subscription_cancel(
     for refund in refunds:
         refund_send(refund=refund, payment=refund.payment, actor=actor)
     return current
+
+
+def _promotion_redeem(
+    code: str, customer: Customer, subscription: Subscription, now: dt.datetime
+) -> None:
+    if code.strip():
+        promotion_code_redeem_locked(
+            code=code, customer=customer, subscription=subscription, now=now
+        )
 
 
 _CANCELABLE_AT_PERIOD_END = frozenset(

@@ -8,10 +8,10 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from django.db.models import Case, CharField, F, Sum, Value, When
+from django.db.models import Case, CharField, F, Q, Sum, Value, When
 
 from tollgate.audit.services import audit_record
-from tollgate.billing import periods, previews
+from tollgate.billing import discounts, periods, previews
 from tollgate.billing.conf import InvoiceNumbering, billing_settings
 from tollgate.billing.emails import subscription_confirmation_send
 from tollgate.billing.errors import InvoiceImmutable, InvoiceTotalsMismatch
@@ -25,6 +25,7 @@ from tollgate.billing.ledger import (
 from tollgate.billing.locks import SubscriptionLocks
 from tollgate.billing.models import (
     Customer,
+    Discount,
     Invoice,
     InvoiceLine,
     InvoiceNumberSequence,
@@ -57,11 +58,17 @@ class PeriodInvoice:
 
 
 def period_invoice_build(
-    *, subscription: Subscription, period: periods.Period, billing_reason: Invoice.BillingReason
+    *,
+    subscription: Subscription,
+    period: periods.Period,
+    billing_reason: Invoice.BillingReason,
+    discount: Discount | None = None,
 ) -> PeriodInvoice:
-    """The draft invoice of the subscription's current price for ``period``, with its plan line
-    and a total equal to it; not saved. The one builder of a period's invoice, used one by one
-    (``invoice_draft_for_period_locked``) and set-wise (``invoice_drafts_for_periods_locked``)."""
+    """The draft invoice of the subscription's current price for ``period``, with its plan line,
+    the DISCOUNT line of ``discount`` (its live discount, ``discounts.discounts_live``) where that
+    covers the period, and a total equal to their sum; not saved. The one builder of a period's
+    invoice, used one by one (``invoice_draft_for_period_locked``) and set-wise
+    (``invoice_drafts_for_periods_locked``)."""
     price = subscription.price
     invoice = Invoice(
         customer_id=subscription.customer_id,
@@ -72,8 +79,26 @@ def period_invoice_build(
         period_end=period.end,
     )
     lines = [plan_charge_line(price=price, period=period)]
+    off = discounts.discount_amount_for(
+        discount=discount, price=price, amount=price.amount, period_start=period.start
+    )
+    if off and discount is not None:
+        lines.append(discount_line(discount=discount, amount=off, price=price, period=period))
     invoice.total = sum(line.amount for line in lines)
     return PeriodInvoice(invoice=invoice, lines=invoice_line_rows(invoice=invoice, lines=lines))
+
+
+def discount_line(
+    *, discount: Discount, amount: int, price: Price | None, period: periods.Period | None
+) -> LineSpec:
+    """The DISCOUNT line taking ``amount`` (positive) off for ``discount``."""
+    return LineSpec(
+        kind=InvoiceLine.Kind.DISCOUNT,
+        description=f"Discount: {discount.coupon.name}"[:200],
+        amount=-amount,
+        price=price,
+        period=period,
+    )
 
 
 def invoice_draft_for_period_locked(
@@ -92,12 +117,16 @@ def invoice_drafts_for_periods_locked(
     due: Sequence[tuple[Subscription, periods.Period]],
     billing_reason: Invoice.BillingReason,
 ) -> list[Invoice]:
-    """``invoice_draft_for_period_locked`` for many (subscription, period) pairs, in two
-    statements whatever their number."""
+    """``invoice_draft_for_period_locked`` for many (subscription, period) pairs, in a fixed
+    number of statements whatever their number (their discounts read in one or two)."""
+    live = discounts.discounts_live(subscription.pk for subscription, _ in due)
     return period_invoices_save_locked(
         [
             period_invoice_build(
-                subscription=subscription, period=period, billing_reason=billing_reason
+                subscription=subscription,
+                period=period,
+                billing_reason=billing_reason,
+                discount=live.get(subscription.pk),
             )
             for subscription, period in due
         ]
@@ -157,7 +186,8 @@ def invoice_finalize_locked(
 ) -> None:
     """See ``invoice_finalize``; the caller holds the customer's lock, which guards the number."""
     INVOICE.check(current=invoice.status, target=InvoiceStatus.OPEN)
-    line_sum = invoice.lines.aggregate(total=Sum("amount"))["total"] or 0
+    sums = invoice.lines.aggregate(total=Sum("amount"), discount=_DISCOUNT_SUM)
+    line_sum = sums["total"] or 0
     if line_sum != invoice.total:
         raise InvoiceTotalsMismatch(
             details={"invoice": invoice.public_id, "total": invoice.total, "lines": line_sum}
@@ -170,7 +200,20 @@ def invoice_finalize_locked(
     if invoice.total == 0:
         invoice_mark_paid_locked(invoice=invoice, subscription=subscription, now=now)
         return
-    ledger_post(**invoice_finalized_posting(customer=customer, invoice=invoice, at=now))
+    ledger_post(
+        **invoice_finalized_posting(
+            customer=customer, invoice=invoice, at=now, discount=-(sums["discount"] or 0)
+        )
+    )
+
+
+# The sum of an invoice's DISCOUNT lines (zero or negative).
+_DISCOUNT_SUM = Sum("amount", filter=Q(kind=InvoiceLine.Kind.DISCOUNT))
+
+
+def invoice_discount_total(invoice: Invoice) -> int:
+    """What the invoice's DISCOUNT lines take off, as a positive amount."""
+    return -(invoice.lines.aggregate(discount=_DISCOUNT_SUM)["discount"] or 0)
 
 
 def invoices_finalize_locked(
@@ -178,25 +221,26 @@ def invoices_finalize_locked(
 ) -> None:
     """``invoice_finalize_locked`` for many drafts at once, in a fixed number of statements, with
     the same checks: each must be a draft (the transition table) whose total equals the sum of
-    its saved lines (one aggregate query), and above zero. Per-customer numbering only; the caller
+    its saved lines (one aggregate query). An invoice of zero (discounted in full) is numbered and
+    opened but posts nothing; the caller settles it. Per-customer numbering only; the caller
     holds every customer's lock (``customers`` by pk) and saves their ``next_invoice_sequence``."""
     if billing_settings().invoice_numbering != InvoiceNumbering.CUSTOMER:
         raise ValueError("set-wise finalization numbers invoices per customer")
-    line_sums = dict(
-        InvoiceLine.objects.filter(invoice__in=[invoice.pk for invoice in invoices])
+    sums = {
+        row["invoice"]: (row["total"], -(row["discount"] or 0))
+        for row in InvoiceLine.objects.filter(invoice__in=[invoice.pk for invoice in invoices])
         .values("invoice")
-        .annotate(total=Sum("amount"))
-        .values_list("invoice", "total")
-    )
+        .annotate(total=Sum("amount"), discount=_DISCOUNT_SUM)
+    }
     for invoice in invoices:
         INVOICE.check(current=invoice.status, target=InvoiceStatus.OPEN)
-        line_sum = line_sums.get(invoice.pk, 0)
+        line_sum = sums.get(invoice.pk, (0, 0))[0]
         if line_sum != invoice.total:
             raise InvoiceTotalsMismatch(
                 details={"invoice": invoice.public_id, "total": invoice.total, "lines": line_sum}
             )
-        if invoice.total <= 0:
-            raise ValueError("set-wise finalization is for invoices above zero")
+        if invoice.total < 0:
+            raise ValueError("an invoice total is never negative")
     for invoice in invoices:
         invoice.number = customer_invoice_number_take(customers[invoice.customer_id])
         invoice.status = InvoiceStatus.OPEN
@@ -213,9 +257,13 @@ def invoices_finalize_locked(
     ledger_post_many(
         [
             invoice_finalized_posting(
-                customer=customers[invoice.customer_id], invoice=invoice, at=at
+                customer=customers[invoice.customer_id],
+                invoice=invoice,
+                at=at,
+                discount=sums[invoice.pk][1],
             )
             for invoice in invoices
+            if invoice.total > 0  # a free invoice (all discounted) owes nothing: no posting
         ]
     )
 
@@ -319,7 +367,12 @@ def invoice_close_locked(
     """Stop collecting an open (or written-off) invoice: what it was owed leaves receivables (or
     bad debt, where a write-off moved it) for ``debit``."""
     posting = invoice_closed_posting(
-        customer=customer, invoice=invoice, kind=kind, debit=debit, at=clock.now()
+        customer=customer,
+        invoice=invoice,
+        kind=kind,
+        debit=debit,
+        at=clock.now(),
+        discount=invoice_discount_total(invoice) if debit == LedgerAccount.REVENUE else 0,
     )
     invoice.status = INVOICE.check(current=invoice.status, target=target)
     invoice.next_payment_attempt_at = None

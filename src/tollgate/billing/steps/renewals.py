@@ -44,7 +44,11 @@ from tollgate.billing.steps.invoices import (
     invoice_draft_for_period_locked,
     invoice_drafts_for_periods_locked,
     invoice_finalize_locked,
+    invoice_frozen,
+    invoice_paid_apply,
+    invoice_paid_publish,
     invoices_finalize_locked,
+    invoices_paid_save_locked,
 )
 from tollgate.billing.steps.payments import (
     PendingCharge,
@@ -229,6 +233,12 @@ def renewals_begin_locked(
     Customer.objects.filter(pk__in=list(customers)).update(
         next_invoice_sequence=F("next_invoice_sequence") + 1
     )
+    free = _free_invoices_settle_locked(invoices=invoices, at=now)
+    owing = [
+        (renewal, invoice)
+        for renewal, invoice in zip(renewals, invoices, strict=True)
+        if invoice.pk not in free
+    ]
     payments = [
         payment_attempt_build(
             invoice=invoice,
@@ -237,34 +247,47 @@ def renewals_begin_locked(
             gateway_name=gateway_name,
             off_session=True,
         )
-        for renewal, invoice in zip(renewals, invoices, strict=True)
+        for renewal, invoice in owing
     ]
     PaymentAttempt.objects.bulk_create(payments)
-    events: list[AuditEvent] = []
-    for renewal, invoice, payment, period in zip(
-        renewals, invoices, payments, new_periods, strict=True
-    ):
-        events.append(
-            audit_event_build(
-                action="billing.subscription_renewed",
-                target=renewal.subscription,
-                details={"invoice": invoice.public_id, "period_start": period.start.isoformat()},
-            )
+    events = [
+        audit_event_build(
+            action="billing.subscription_renewed",
+            target=renewal.subscription,
+            details={"invoice": invoice.public_id, "period_start": period.start.isoformat()},
         )
-        events.append(
-            audit_event_build(
-                action="billing.payment_started",
-                target=payment,
-                details={"invoice": invoice.public_id, "attempt": 1, "amount": payment.amount},
-            )
+        for renewal, invoice, period in zip(renewals, invoices, new_periods, strict=True)
+    ]
+    events.extend(
+        audit_event_build(
+            action="billing.payment_started",
+            target=payment,
+            details={"invoice": invoice.public_id, "attempt": 1, "amount": payment.amount},
         )
+        for (_, invoice), payment in zip(owing, payments, strict=True)
+    )
     AuditEvent.objects.bulk_create(events)
     with outbox_batch():
         for subscription in subscriptions:
             subscription_event_publish(subscription=subscription, event_type="subscription.updated")
+        for invoice in invoices:
+            if invoice.pk in free:
+                invoice_paid_publish(invoice=invoice)
     charges = []
-    for renewal, invoice, payment in zip(renewals, invoices, payments, strict=True):
+    for (renewal, invoice), payment in zip(owing, payments, strict=True):
         invoice.customer = renewal.customer  # the charge request reads its gateway reference
         request = charge_request_for(payment=payment, invoice=invoice, method=renewal.method)
         charges.append(PendingCharge(payment=payment, request=request))
     return charges
+
+
+def _free_invoices_settle_locked(*, invoices: list[Invoice], at: dt.datetime) -> set[int]:
+    """Mark the finalized invoices of zero (discounted in full) paid, as finalizing one does one by
+    one; returns their pks. Nothing is charged for them."""
+    free = [invoice for invoice in invoices if invoice.total == 0]
+    if free:
+        frozen = {invoice.pk: invoice_frozen(invoice) for invoice in free}
+        for invoice in free:
+            invoice_paid_apply(invoice=invoice, now=at)
+        invoices_paid_save_locked(invoices=free, frozen=frozen, at=at)
+    return {invoice.pk for invoice in free}
