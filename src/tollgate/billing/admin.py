@@ -179,3 +179,6 @@ class DisputeAdmin(ReadOnly, admin.ModelAdmin[Dispute]):
     def mark_seen(self, request: HttpRequest, queryset: QuerySet[Dispute]) -> None:
         for dispute in queryset.filter(needs_attention=True):
             dispute_acknowledge(dispute=dispute, actor=request.user)  # type: ignore[arg-type]
+
+
+from tollgate.billing import admin_discounts  # noqa: E402, F401  (registers coupons and codes)

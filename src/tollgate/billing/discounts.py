@@ -35,6 +35,7 @@ from tollgate.billing import periods
 from tollgate.billing.errors import PromotionCodeRefused
 from tollgate.billing.models import Coupon, Customer, Discount, PromotionCode, Subscription
 from tollgate.catalog.models import Price
+from tollgate.core.money import Money
 
 CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9_-]{2,39}$")
 
@@ -143,14 +144,10 @@ def promotion_code_check(
     normalized = code_normalize(code)
     promotion = None
     if CODE_PATTERN.match(normalized):
-        promotion = (
-            PromotionCode.objects.select_related("coupon").filter(code=normalized).first()
-        )
+        promotion = PromotionCode.objects.select_related("coupon").filter(code=normalized).first()
     if promotion is None:
         raise refused("unknown")
-    if promotion.archived_at is not None or (
-        promotion.expires_at and promotion.expires_at <= now
-    ):
+    if promotion.archived_at is not None or (promotion.expires_at and promotion.expires_at <= now):
         raise refused("expired")
     if (
         promotion.max_redemptions is not None
@@ -188,3 +185,17 @@ def discount_amount_for(
     if not coupon_fits(coupon=coupon, price=price, plan_ids=plan_ids):
         return 0
     return amount_off(coupon=coupon, amount=amount, currency=price.currency)
+
+
+def coupon_terms(coupon: Coupon) -> str:
+    """What ``coupon`` gives, in words: ``20% off for 3 billing periods``."""
+    if coupon.percent_off is not None:
+        off = f"{coupon.percent_off.normalize():f}% off"
+    else:
+        off = f"{Money(coupon.amount_off or 0, coupon.currency).format()} off"
+    if coupon.duration == Coupon.Duration.ONCE:
+        return f"{off} the first invoice"
+    if coupon.duration == Coupon.Duration.REPEATING:
+        count = coupon.duration_periods or 1
+        return f"{off} for {count} billing period{'s' if count > 1 else ''}"
+    return f"{off} every invoice"

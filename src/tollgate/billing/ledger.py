@@ -131,7 +131,9 @@ def invoice_finalized_posting(
     )
 
 
-def _nonzero(currency: str, *entries: tuple[LedgerAccount, int]) -> list[tuple[LedgerAccount, Money]]:
+def _nonzero(
+    currency: str, *entries: tuple[LedgerAccount, int]
+) -> list[tuple[LedgerAccount, Money]]:
     return [(account, Money(amount, currency)) for account, amount in entries if amount]
 
 

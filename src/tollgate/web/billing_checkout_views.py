@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -9,12 +11,17 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_safe
 
-from tollgate.billing import selectors, services
-from tollgate.billing.errors import PaymentMethodNotFound, SubscriptionExists
+from tollgate.billing import discounts, selectors, services
+from tollgate.billing.errors import (
+    PaymentMethodNotFound,
+    PromotionCodeRefused,
+    SubscriptionExists,
+)
 from tollgate.billing.gateways.registry import gateway_get
-from tollgate.billing.models import PaymentAttempt, Subscription
+from tollgate.billing.models import Customer, PaymentAttempt, PromotionCode, Subscription
 from tollgate.billing.states import PaymentStatus, SubscriptionStatus
 from tollgate.catalog.models import Price
+from tollgate.core import clock
 from tollgate.core.errors import IdempotencyKeyInProgress, TollgateError
 from tollgate.core.idempotency import form_token_redeem
 from tollgate.web.billing_card_views import hosted_setup_redirect
@@ -53,9 +60,13 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
     card = selectors.payment_method_default(customer=customer) if customer else None
     actions = _checkout_actions(price, has_card=card is not None)
     form = CheckoutForm(request.POST or None, owner=user.public_id)
+    promotion = None
     if request.method == "POST" and form.is_valid():
         action = form.cleaned_data["action"]
-        if action not in actions:
+        promotion = _promotion_checked(form, customer, price)
+        if action == CheckoutForm.APPLY or form.errors:
+            pass  # shown again with the code's discount, or why it cannot be used
+        elif action not in actions:
             form.add_error(None, "Choose one of the options below.")
         else:
             customer = services.customer_get_or_create(user=user)
@@ -65,6 +76,7 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
                     "price": price.public_id,
                     "token": form.cleaned_data["form_token"],
                     "trial": trial,
+                    "code": form.cleaned_data["promotion_code"],
                 }
                 return hosted_setup_redirect(request, customer, "billing:checkout_return")
             try:
@@ -74,10 +86,14 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
                     trial=trial,
                     actor=user,
                     idempotency_key=form.cleaned_data["idempotency_key"],
+                    promotion_code=form.cleaned_data["promotion_code"],
                 )
             except (SubscriptionExists, IdempotencyKeyInProgress):
                 # A double submission: the result page shows the subscription the first one made.
                 return redirect("billing:checkout_return")
+            except PromotionCodeRefused as exc:
+                form.add_error("promotion_code", exc.message)
+                form.token_renew()  # the refused request keeps its key
             except TollgateError as exc:
                 form.add_error(None, exc.message)
             else:
@@ -85,9 +101,47 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
     return render(
         request,
         "billing/checkout.html",
-        {"price": price, "plan": price.plan, "card": card, "actions": actions, "form": form},
+        {
+            "price": price,
+            "plan": price.plan,
+            "card": card,
+            "actions": actions,
+            "form": form,
+            "promotion": promotion,
+            "discount": _discount_preview(promotion, price) if promotion else None,
+        },
         status=422 if form.errors else 200,
     )
+
+
+def _promotion_checked(
+    form: CheckoutForm, customer: Customer | None, price: Price
+) -> PromotionCode | None:
+    """The promotion code the form names, if the customer may use it on ``price``; otherwise
+    None, with the reason on the form (a code to check and none given, too)."""
+    code = form.cleaned_data["promotion_code"]
+    if not code.strip():
+        if form.cleaned_data["action"] == CheckoutForm.APPLY:
+            form.add_error("promotion_code", "Enter a promotion code.")
+        return None
+    try:
+        return discounts.promotion_code_check(
+            code=code, customer=customer, price=price, now=clock.now()
+        )
+    except PromotionCodeRefused as exc:
+        form.add_error("promotion_code", exc.message)
+        return None
+
+
+def _discount_preview(promotion: PromotionCode, price: Price) -> dict[str, Any]:
+    off = discounts.amount_off(
+        coupon=promotion.coupon, amount=price.amount, currency=price.currency
+    )
+    return {
+        "off": off,
+        "net": price.amount - off,
+        "terms": discounts.coupon_terms(promotion.coupon),
+    }
 
 
 def _checkout_actions(price: Price, *, has_card: bool) -> list[str]:
@@ -170,6 +224,7 @@ def _checkout_complete(request: HttpRequest, reference: str) -> HttpResponse:
             trial=bool(pending.get("trial")),
             actor=user,
             idempotency_key=key,
+            promotion_code=str(pending.get("code", "")),
         )
     except (SubscriptionExists, IdempotencyKeyInProgress):
         pass  # the same checkout again (a reload): its result stands

@@ -75,12 +75,34 @@ class CheckoutForm(TokenForm):
     SAVED = "saved"  # with the card already saved
     FREE = "free"  # a free price: nothing to pay
     PAY_NOW = "pay_now"  # skip the plan's trial: charge now (the saved card, or save one first)
+    APPLY = "apply"  # check the promotion code and show its discount; starts nothing
     WITHOUT_TRIAL = frozenset({FREE, PAY_NOW})  # the actions that start no trial
 
     action = forms.ChoiceField(
-        choices=[(CARD, CARD), (TRIAL, TRIAL), (SAVED, SAVED), (FREE, FREE), (PAY_NOW, PAY_NOW)],
+        choices=[
+            (CARD, CARD),
+            (TRIAL, TRIAL),
+            (SAVED, SAVED),
+            (FREE, FREE),
+            (PAY_NOW, PAY_NOW),
+            (APPLY, APPLY),
+        ],
         widget=forms.HiddenInput,
     )
+    promotion_code = forms.CharField(
+        label="Promotion code (optional)",
+        required=False,
+        max_length=40,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters"}),
+    )
+
+    def token_renew(self) -> None:
+        """Carry a fresh token: the request refused under the old one keeps it."""
+        data = self.data.copy() if isinstance(self.data, QueryDict) else dict(self.data)
+        data[self.add_prefix("form_token")] = form_token_issue(
+            purpose=self.purpose, owner=self.owner
+        )
+        self.data = data
 
 
 class ChangePlanForm(TokenForm):

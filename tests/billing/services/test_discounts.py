@@ -187,9 +187,7 @@ def test_a_renewal_discounted_in_full_is_paid_without_a_charge_on_the_set_wise_p
     assert ledger_check().ok
 
 
-def test_staff_apply_a_coupon_to_a_subscription_from_its_next_invoice(
-    customer, price, staff
-):
+def test_staff_apply_a_coupon_to_a_subscription_from_its_next_invoice(customer, price, staff):
     add_card(customer, CARD_OK)
     subscription = checkout(customer, price("pro"), "")
     coupon = services.coupon_create(

@@ -73,11 +73,18 @@ class Coupon(models.Model):
                     )
                 ),
                 name="coupon_percent_or_amount",
+                violation_error_message=(
+                    "Give either a percentage (more than 0, at most 100) or a fixed amount above "
+                    "zero with its currency (ISO 4217, capitals)."
+                ),
             ),
             models.CheckConstraint(
                 condition=Q(duration="repeating", duration_periods__gte=1)
                 | (Q(duration__in=["once", "forever"]) & Q(duration_periods__isnull=True)),
                 name="coupon_duration_periods",
+                violation_error_message=(
+                    "A number of billing periods goes with the duration 'repeating' only."
+                ),
             ),
             models.CheckConstraint(condition=_WITHIN_LIMIT, name="coupon_redemptions_within_limit"),
         ]
@@ -107,6 +114,7 @@ class PromotionCode(models.Model):
             models.CheckConstraint(
                 condition=Q(code__regex=r"^[A-Z0-9][A-Z0-9_-]{2,39}$"),
                 name="promotion_code_upper_case",
+                violation_error_message="A code is 3 to 40 capital letters, digits, - or _.",
             ),
             models.CheckConstraint(
                 condition=_WITHIN_LIMIT, name="promotion_code_redemptions_within_limit"

@@ -56,8 +56,12 @@ def coupon_create(
         raise _invalid("Give the coupon a name.", "name")
     if (percent_off is None) == (amount_off is None):
         raise _invalid("Give either a percentage or a fixed amount off.", "percent_off")
-    if percent_off is not None and not (0 < percent_off <= 100 and percent_off == round(percent_off, 2)):
-        raise _invalid("A percentage is more than 0 and at most 100, with two decimals.", "percent_off")
+    if percent_off is not None and not (
+        0 < percent_off <= 100 and percent_off == round(percent_off, 2)
+    ):
+        raise _invalid(
+            "A percentage is more than 0 and at most 100, with two decimals.", "percent_off"
+        )
     if amount_off is not None:
         if amount_off <= 0:
             raise _invalid("A fixed amount off is more than zero.", "amount_off")

@@ -13,8 +13,8 @@ from django.db import transaction
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
 from tollgate.billing import periods, previews
-from tollgate.billing.emails import subscription_confirmation_send
 from tollgate.billing.discounts import code_normalize
+from tollgate.billing.emails import subscription_confirmation_send
 from tollgate.billing.entitlements import entitlements_changed
 from tollgate.billing.errors import (
     PaymentInProgress,
@@ -88,7 +88,12 @@ def subscription_start(
         scope=customer.public_id,
         key=idempotency_key,
         operation="subscription_start",
-        parameters={"price": price.public_id, "trial": trial, "code": code_normalize(promotion_code)},
+        parameters={
+            "price": price.public_id,
+            "trial": trial,
+            # Only with a code: the request without one stays what it was.
+            **({"code": code_normalize(promotion_code)} if promotion_code.strip() else {}),
+        },
         result=_SUBSCRIPTION_RESULT,
         work=lambda claim: _subscription_start(
             customer=customer,
@@ -108,7 +113,7 @@ def _subscription_start(
     trial: bool,
     actor: User | None,
     claim: IdempotencyClaim,
-    promotion_code: str,
+    promotion_code: str = "",
 ) -> Subscription:
     if not price.active or not price.plan.active:
         raise ValidationFailed("This price is no longer offered; choose another plan.")
