@@ -30,7 +30,21 @@ def new_di_id() -> str:
 _WITHIN_LIMIT = Q(max_redemptions__isnull=True) | Q(times_redeemed__lte=F("max_redemptions"))
 
 
-class Coupon(models.Model):
+class Redeemable(models.Model):
+    """What coupons and promotion codes share: a redemption counter under an optional limit, and
+    archiving (no new redemptions)."""
+
+    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
+    times_redeemed = models.PositiveIntegerField(default=0, editable=False)
+    first_time_only = models.BooleanField(default=False)
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=clock.now, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+class Coupon(Redeemable):
     """What a discount takes off (a percentage, or a fixed amount in one currency) and for how
     long: the first invoice only, ``duration_periods`` billing periods, or forever.
 
@@ -53,12 +67,7 @@ class Coupon(models.Model):
     duration = models.CharField(max_length=16, choices=Duration.choices)
     duration_periods = models.PositiveSmallIntegerField(null=True, blank=True)
     plans = models.ManyToManyField(Plan, blank=True, related_name="+")
-    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
-    times_redeemed = models.PositiveIntegerField(default=0, editable=False)
     redeem_by = models.DateTimeField(null=True, blank=True)
-    first_time_only = models.BooleanField(default=False)
-    archived_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -93,7 +102,7 @@ class Coupon(models.Model):
         return f"{self.name} ({self.public_id})"
 
 
-class PromotionCode(models.Model):
+class PromotionCode(Redeemable):
     """A customer-facing code for a coupon: stored upper-case and matched without regard to case;
     several per coupon, each with its own limit, expiry and first-time-customer rule (on top of
     the coupon's own)."""
@@ -101,12 +110,7 @@ class PromotionCode(models.Model):
     public_id = models.CharField(max_length=32, unique=True, default=new_promo_id, editable=False)
     coupon = models.ForeignKey(Coupon, on_delete=models.PROTECT, related_name="promotion_codes")
     code = models.CharField(max_length=40, unique=True)
-    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
-    times_redeemed = models.PositiveIntegerField(default=0, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
-    first_time_only = models.BooleanField(default=False)
-    archived_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=clock.now, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import TypeVar
 
 from django.db import IntegrityError, transaction
 
@@ -111,13 +112,20 @@ def coupon_create(
 def coupon_archive(*, coupon: Coupon, actor: User) -> Coupon:
     """Stop new redemptions of a coupon and of all its codes; discounts already applied keep
     running their course. Archiving twice changes nothing more. Audited."""
+    return _archive(Coupon, coupon.pk, action="billing.coupon_archived", actor=actor)
+
+
+_Archivable = TypeVar("_Archivable", Coupon, PromotionCode)
+
+
+def _archive(model: type[_Archivable], pk: int, *, action: str, actor: User) -> _Archivable:
     _staff(actor)
     with transaction.atomic(durable=True):
-        current = Coupon.objects.select_for_update().get(pk=coupon.pk)
+        current = model.objects.select_for_update().get(pk=pk)
         if current.archived_at is None:
             current.archived_at = clock.now()
             current.save(update_fields=["archived_at"])
-            audit_record(action="billing.coupon_archived", actor=actor, target=current)
+            audit_record(action=action, actor=actor, target=current)
     return current
 
 
@@ -165,14 +173,9 @@ def promotion_code_create(
 
 def promotion_code_archive(*, promotion: PromotionCode, actor: User) -> PromotionCode:
     """Stop new redemptions of a code (its coupon's other codes keep working). Audited."""
-    _staff(actor)
-    with transaction.atomic(durable=True):
-        current = PromotionCode.objects.select_for_update().get(pk=promotion.pk)
-        if current.archived_at is None:
-            current.archived_at = clock.now()
-            current.save(update_fields=["archived_at"])
-            audit_record(action="billing.promotion_code_archived", actor=actor, target=current)
-    return current
+    return _archive(
+        PromotionCode, promotion.pk, action="billing.promotion_code_archived", actor=actor
+    )
 
 
 def subscription_discount_apply(
