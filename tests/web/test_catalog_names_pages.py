@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from tests.billing.conftest import add_card, new_key
@@ -129,6 +130,48 @@ def test_pricing_costs_no_query_per_plan_or_key(
         catalog_load(document=more)
     with django_assert_num_queries(4):
         client.get("/pricing/")
+
+
+def _cards(response) -> str:
+    html = response.content.decode()
+    return html[html.index('<div class="plans">') : html.index("</main>")]
+
+
+def test_visitors_get_the_plan_cards_rendered_once_and_a_catalog_change_at_once(
+    client, named_catalog, django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    cold = client.get("/pricing/?interval=month")
+    with django_assert_num_queries(0):
+        warm = client.get("/pricing/?interval=month")
+    assert _cards(warm) == _cards(cold)
+    assert "Business" in _cards(warm)
+
+    renamed = {
+        "products": [
+            {
+                **CATALOG["products"][0],
+                "plans": [
+                    {**plan, "name": f"{plan['name']} Plus"}
+                    for plan in CATALOG["products"][0]["plans"]
+                ],
+            }
+        ]
+    }
+    with django_capture_on_commit_callbacks(execute=True):  # the load moves the catalog's version
+        catalog_load(document=renamed)
+    assert "Business Plus" in _text(client.get("/pricing/?interval=month"))
+
+
+def test_signed_in_accounts_get_cards_of_their_own(billing_client, account_customer, named_catalog):
+    visitor = Client()
+    visitor.get("/pricing/")  # a visitor's cards are cached
+    add_card(account_customer)
+    services.subscription_start(
+        customer=account_customer, price=_price("pro"), trial=False, idempotency_key=new_key()
+    )
+    page = _text(billing_client.get("/pricing/"))
+    assert "Your current plan" in page
+    assert "Your current plan" not in _text(visitor.get("/pricing/"))
 
 
 def test_the_upgrade_prompts_name_what_they_unlock_and_write_numbers_out(

@@ -25,6 +25,7 @@ CACHE_NAMES: tuple[tuple[str, str], ...] = (
     ("integrations:usage", "usage"),
     ("integrations:", "integrations"),
     ("django.contrib.sessions", "sessions"),
+    ("web:", "pages"),
 )
 _MISSING = object()
 _T = TypeVar("_T")

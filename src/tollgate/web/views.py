@@ -5,15 +5,20 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AnonymousUser
+from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.utils.safestring import SafeString
+from django.utils.translation import get_language
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_safe
 
 from tollgate.accounts.models import User
 from tollgate.billing.selectors import customer_for, subscription_current
-from tollgate.catalog.selectors import plans_for_sale
+from tollgate.catalog.models import Plan, Price
+from tollgate.catalog.selectors import CACHE_SECONDS, CATALOG_VERSION_KEY, plans_for_sale
 from tollgate.core import clock
 from tollgate.core.errors import TollgateError
 from tollgate.web.account_data import account_data_export
@@ -27,26 +32,55 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "web/home.html")
 
 
+PRICING_CARDS_CACHE_KEY = "web:pricing-cards"
+
+
 @require_safe
 def pricing(request: HttpRequest) -> HttpResponse:
     interval = "year" if request.GET.get("interval") == "year" else "month"
-    plans = []
-    for plan in plans_for_sale():
-        price = next((p for p in plan.prices.all() if p.interval == interval), None)
-        if price is not None:
-            plans.append((plan, price))
+    if not request.user.is_authenticated:
+        context = {"cards": _anonymous_cards(interval), "interval": interval}
+        return render(request, "web/pricing.html", context)
     customer = customer_for(user=request.user)
     subscription = subscription_current(customer=customer) if customer else None
     return render(
         request,
         "web/pricing.html",
         {
-            "plans": plans,
+            "plans": _plans_at(interval),
             "interval": interval,
             "subscription": subscription,
             "payment_overdue": payment_overdue_of(subscription),
         },
     )
+
+
+def _plans_at(interval: str) -> list[tuple[Plan, Price]]:
+    """Each plan for sale with its price at ``interval`` (plans without one are left out)."""
+    plans = []
+    for plan in plans_for_sale():
+        price = next((p for p in plan.prices.all() if p.interval == interval), None)
+        if price is not None:
+            plans.append((plan, price))
+    return plans
+
+
+def _anonymous_cards(interval: str) -> SafeString:
+    """The plan cards every visitor who is not signed in sees (they hold nothing of the visitor's):
+    rendered once per catalog version, interval and language and shared by every process through
+    the cache, so a catalog change shows on the next page. Warm, the page reads one cache entry and
+    the catalog's version in one round trip."""
+    key = f"{PRICING_CARDS_CACHE_KEY}:{interval}:{get_language()}"
+    found = cache.get_many([key, CATALOG_VERSION_KEY])
+    cached, version = found.get(key), found.get(CATALOG_VERSION_KEY) or ""
+    if isinstance(cached, tuple) and len(cached) == 2 and cached[0] == version:
+        return SafeString(cached[1])
+    cards = render_to_string(
+        "web/_pricing_cards.html",
+        {"plans": _plans_at(interval), "subscription": None, "user": AnonymousUser()},
+    )
+    cache.set(key, (version, str(cards)), CACHE_SECONDS)
+    return SafeString(cards)
 
 
 @require_safe
