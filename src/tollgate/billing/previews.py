@@ -3,6 +3,13 @@
 ``subscription_change_price`` and the change-plan page both ask this module: when a change takes
 effect (``change_timing``) and what a mid-period upgrade is prorated to (``upgrade_proration``), so
 the preview a customer confirms is the arithmetic the invoice is then built from.
+
+With a discount that covers the current period (``discounts.discount_covers`` at its start), the
+credit is for the unused time of what was paid after the discount (the old price's unused part
+less the unused part of its discount), and the new price's remaining time is discounted as the
+coupon would discount the new price for the whole period (the discount's unused part, rounded up),
+if the coupon fits it. Every part rounds in the customer's favour, and the credit is capped so the
+upgrade never pays the customer out.
 """
 
 from __future__ import annotations
@@ -11,8 +18,8 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tollgate.billing import periods, proration
-from tollgate.billing.models import Subscription
+from tollgate.billing import discounts, periods, proration
+from tollgate.billing.models import Discount, Subscription
 from tollgate.billing.states import SubscriptionStatus
 from tollgate.catalog.models import Price
 
@@ -39,25 +46,45 @@ def change_timing(*, subscription: Subscription, price: Price) -> ChangeTiming:
 
 @dataclass(frozen=True, slots=True)
 class UpgradeAmounts:
-    """The two lines of a mid-period upgrade and the part of the period they cover."""
+    """The lines of a mid-period upgrade and the part of the period they cover: the credit, the
+    charge and what the subscription's discount takes off that charge (``discount``)."""
 
     proration: proration.UpgradeProration
     remaining: periods.Period
+    discount: int = 0
+    coupon: Discount | None = None
 
 
 def upgrade_proration(
     *, subscription: Subscription, price: Price, at: dt.datetime
 ) -> UpgradeAmounts:
     """Prorate moving ``subscription`` from its price to ``price`` at ``at`` (``proration.upgrade``
-    over the current period); the invoice of the upgrade is built from exactly this."""
+    over the current period, net of its discount: see the module docstring); the invoice of the
+    upgrade is built from exactly this."""
     period = periods.Period(
         start=subscription.current_period_start, end=subscription.current_period_end
     )
+    old = subscription.price
+    listed = proration.upgrade(old_amount=old.amount, new_amount=price.amount, period=period, at=at)
+    discount = discounts.discounts_live([subscription.pk]).get(subscription.pk)
+
+    def off(on: Price) -> int:
+        return discounts.discount_amount_for(
+            discount=discount, price=on, amount=on.amount, period_start=period.start
+        )
+
+    old_off, new_off = off(old), off(price)
+    discounted = proration.split(amount=new_off, period=period, at=at).unused if new_off else 0
+    discounted = min(discounted, listed.debit)
+    credit = proration.split(amount=old.amount, period=period, at=at).unused
+    credit -= proration.remaining_charge(amount=old_off, period=period, at=at)
     return UpgradeAmounts(
-        proration=proration.upgrade(
-            old_amount=subscription.price.amount, new_amount=price.amount, period=period, at=at
+        proration=proration.UpgradeProration(
+            credit=max(0, min(credit, listed.debit - discounted)), debit=listed.debit
         ),
         remaining=periods.Period(start=max(at, period.start), end=period.end),
+        discount=discounted,
+        coupon=discount if discounted else None,
     )
 
 
@@ -68,28 +95,31 @@ class ChangePreview:
     price: Price
     timing: ChangeTiming
     currency: str
-    # Charged now (an upgrade): the debit for the remaining time minus the credit for the unused time.
+    # Charged now (an upgrade): the debit for the remaining time minus the credit for the unused time
+    # and the discount on the debit.
     credit: int = 0
     debit: int = 0
+    discount: int = 0
     # When a scheduled change takes effect and what is charged then.
     effective_at: dt.datetime | None = None
 
     @property
     def due_now(self) -> int:
-        return self.debit - self.credit
+        return self.debit - self.credit - self.discount
 
 
 def change_preview(*, subscription: Subscription, price: Price, at: dt.datetime) -> ChangePreview:
     """Preview moving ``subscription`` to ``price`` at ``at`` without changing anything."""
     timing = change_timing(subscription=subscription, price=price)
     if timing == ChangeTiming.NOW:
-        amounts = upgrade_proration(subscription=subscription, price=price, at=at).proration
+        upgrade = upgrade_proration(subscription=subscription, price=price, at=at)
         return ChangePreview(
             price=price,
             timing=timing,
             currency=price.currency,
-            credit=amounts.credit,
-            debit=amounts.debit,
+            credit=upgrade.proration.credit,
+            debit=upgrade.proration.debit,
+            discount=upgrade.discount,
         )
     effective_at = subscription.trial_end if timing == ChangeTiming.TRIAL else None
     return ChangePreview(

@@ -12,6 +12,10 @@ shares are added up exactly, as fractions, and each reported figure (a currency'
 line) is rounded once, half up, to a whole minor unit. So twelve yearly subscriptions at 1000 are
 exactly 1000 a month, never 12 x 83 = 996, and a plan's lines may differ from the total by less
 than one minor unit per line.
+
+MRR is **net of discounts**: a subscription whose live discount covers its current period counts
+its price less what the discount takes off it (``discounts.discount_amount_for``), normalised to a
+month the same way.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from tollgate.audit.models import AuditEvent
-from tollgate.billing import periods
+from tollgate.billing import discounts, periods
 from tollgate.billing.models import (
     Customer,
+    Discount,
     Dispute,
     InboundEvent,
     Invoice,
@@ -267,6 +272,8 @@ def revenue_mrr(*, subscriptions: QuerySet[Subscription] | None = None) -> list[
             interval_count=row["price__interval_count"],
         )
         counts[key] += row["n"]
+    for key, off in _discount_shares(_paying_or(subscriptions)).items():
+        shares[key] -= off
     return [
         PlanLine(
             plan=plan,
@@ -293,7 +300,36 @@ def revenue_mrr_totals(*, subscriptions: QuerySet[Subscription] | None = None) -
             interval=row["price__interval"],
             interval_count=row["price__interval_count"],
         )
+    for (_, currency), off in _discount_shares(_paying_or(subscriptions)).items():
+        totals[currency] -= off
     return [Money(round_half_up(total), currency) for currency, total in sorted(totals.items())]
+
+
+def _discount_shares(subscriptions: QuerySet[Subscription]) -> dict[tuple[str, str], Fraction]:
+    """What the live discounts of ``subscriptions`` take off their MRR now, per (plan name,
+    currency), exactly (one query, two when there are discounts)."""
+    shares: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
+    rows = (
+        Discount.objects.filter(
+            subscription__in=subscriptions.order_by().values("pk"), ended_at__isnull=True
+        )
+        .select_related("coupon", "subscription__price__plan")
+        .prefetch_related("coupon__plans")
+    )
+    for discount in rows:
+        subscription = discount.subscription
+        price = subscription.price
+        off = discounts.discount_amount_for(
+            discount=discount,
+            price=price,
+            amount=price.amount,
+            period_start=subscription.current_period_start,
+        )
+        if off:
+            shares[price.plan.name, price.currency] += monthly_share(
+                amount=off, interval=price.interval, interval_count=price.interval_count
+            )
+    return shares
 
 
 def subscriptions_by_plan() -> list[PlanCount]:

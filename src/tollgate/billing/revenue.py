@@ -21,7 +21,9 @@ when its first paid period starts.
 
 **What it cannot know.** A plan change is seen through its invoice: an upgrade from the moment
 its prorated charge starts, a downgrade or interval change from the renewal that applies it (a
-change still scheduled is not MRR yet). Discounts are not taken off (MRR is at list price). When
+change still scheduled is not MRR yet). MRR is net of discounts: a priced line's share is taken
+down in the proportion its invoice's DISCOUNT lines took off it (a renewal discounted by 20% counts
+80% of its price; an upgrade's discounted remaining time, the same share of the new price). When
 a subscription went past due or unpaid is not kept, so it counts until it ends, as past-due
 subscriptions do on the overview. Subscriptions that never started (``incomplete``,
 ``incomplete_expired``) never count, and one that started incomplete and was paid later counts
@@ -213,7 +215,7 @@ def price_histories(*, first_at: dt.datetime, last_at: dt.datetime) -> list[Pric
     lines; about one row per subscription and billing period shown)."""
     rows = (
         InvoiceLine.objects.filter(
-            kind__in=PRICED_LINES,
+            kind__in=(*PRICED_LINES, InvoiceLine.Kind.DISCOUNT),
             price__isnull=False,
             period_start__isnull=False,
             period_start__lte=last_at,
@@ -228,6 +230,9 @@ def price_histories(*, first_at: dt.datetime, last_at: dt.datetime) -> list[Pric
         )
         .order_by()
         .values_list(
+            "invoice_id",
+            "kind",
+            "amount",
             "invoice__customer_id",
             "invoice__subscription_id",
             "invoice__subscription__trial_end",
@@ -240,9 +245,31 @@ def price_histories(*, first_at: dt.datetime, last_at: dt.datetime) -> list[Pric
         )
     )
     found: dict[int, PriceHistory] = {}
-    for customer, subscription, trial_end, ended_at, start, amount, currency, unit, count in rows:
+    lines = list(rows)
+    discounted: dict[int, int] = defaultdict(int)  # per invoice, what its DISCOUNT lines took off
+    for invoice, kind, line_amount, *_ in lines:
+        if kind == InvoiceLine.Kind.DISCOUNT:
+            discounted[invoice] -= line_amount
+    for (
+        invoice,
+        kind,
+        line_amount,
+        customer,
+        subscription,
+        trial_end,
+        ended_at,
+        start,
+        amount,
+        currency,
+        unit,
+        count,
+    ) in lines:
+        if kind == InvoiceLine.Kind.DISCOUNT:
+            continue
         history = found.setdefault(subscription, PriceHistory(customer, trial_end, ended_at))
         share = monthly_share(amount=amount, interval=unit, interval_count=count)
+        if discounted[invoice] and line_amount > 0:
+            share *= Fraction(max(line_amount - discounted[invoice], 0), line_amount)
         history.periods.append(
             PricedPeriod(start=cast(dt.datetime, start), currency=currency, share=share)
         )  # never None: filtered above

@@ -417,8 +417,9 @@ def invoice_write_off_reverse_locked(*, customer: Customer, invoice: Invoice) ->
 
 def upgrade_invoice_locked(*, locks: SubscriptionLocks, price: Price, now: dt.datetime) -> Invoice:
     """Move the locked subscription to ``price`` now and finalize the invoice of the change: a
-    credit for the unused time on the old price and a charge for the remaining time on the new one
-    (``previews.upgrade_proration``)."""
+    credit for the unused time on the old price, a charge for the remaining time on the new one and
+    the subscription's discount on that charge (``previews.upgrade_proration``: net of what the
+    discount took off)."""
     subscription, old = locks.subscription, locks.subscription.price
     amounts = previews.upgrade_proration(subscription=subscription, price=price, at=now)
     prorated, remaining = amounts.proration, amounts.remaining
@@ -448,6 +449,12 @@ def upgrade_invoice_locked(*, locks: SubscriptionLocks, price: Price, now: dt.da
             period=remaining,
         ),
     ]
+    if amounts.discount and amounts.coupon is not None:
+        lines.append(
+            discount_line(
+                discount=amounts.coupon, amount=amounts.discount, price=price, period=remaining
+            )
+        )
     invoice_lines_add_locked(invoice=invoice, lines=[line for line in lines if line.amount])
     invoice_finalize_locked(customer=locks.customer, subscription=subscription, invoice=invoice)
     return invoice
