@@ -8,6 +8,7 @@ import re
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
 
 from tests.billing.conftest import add_card, new_key
 from tollgate.billing import services
@@ -16,6 +17,7 @@ from tollgate.catalog.services import catalog_load
 from tollgate.core import clock
 from tollgate.integrations.customers import customer_ref_of
 from tollgate.integrations.usage import UsageReport, usage_record
+from tollgate.web.templatetags.tollgate import limit_value
 
 pytestmark = pytest.mark.django_db
 
@@ -97,6 +99,19 @@ def test_pricing_shows_names_formatted_numbers_units_and_unlimited(client, named
     assert "SSO" in page
     assert "API access" in page
     assert RAW_KEYS.findall(page) == []
+
+
+@pytest.mark.parametrize(
+    ("language", "written"),
+    [("en", "2,000,000"), ("de", "2.000.000"), ("fr", "2\xa0000\xa0000")],
+)
+def test_limits_are_grouped_the_way_the_active_language_writes_numbers(
+    named_catalog, language, written
+):
+    with translation.override(language):
+        assert limit_value(2000000, "api_calls_per_month") == written
+        assert limit_value(500, "storage_gb") == "500 GB"
+        assert limit_value(-1, "projects") == "Unlimited"
 
 
 def test_pricing_lists_every_plan_in_the_catalog_order(client, named_catalog):
