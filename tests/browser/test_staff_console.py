@@ -1,7 +1,8 @@
 """The staff customer page in a real Chromium at a laptop's and a phone's width: nothing to
 scroll sideways, the summary in view without scrolling on the laptop, the audit trail's details
-open without JavaScript, and axe-core finds no serious or critical violation. Screenshots are
-kept for a person to look at."""
+open without JavaScript, and axe-core finds no serious or critical violation. The staff lists too,
+with their dates on one line at a laptop's width and the whole width of a wide screen used.
+Screenshots are kept for a person to look at."""
 
 from __future__ import annotations
 
@@ -17,12 +18,39 @@ from tollgate.billing import services
 from tollgate.billing.models import Customer, PaymentAttempt, Refund
 from tollgate.catalog.models import Price
 from tollgate.catalog.services import catalog_load
+from tollgate.integrations import keys
+from tollgate.integrations.webhooks import webhook_endpoint_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = Path(tempfile.gettempdir()) / "tollgate-screenshots"
+
+
+WIDE = {"width": 1920, "height": 1080}
+DATE = r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2})?( UTC)?$"
+
+
+def date_cells(page: Any) -> tuple[int, list[str]]:
+    """How many table cells hold only a date (or a date and time), and those drawn on more than
+    one line."""
+    found = page.evaluate(
+        f"[...document.querySelectorAll('table td')].filter(cell => /{DATE}/.test(cell.textContent.trim())).length"
+    )
+    return int(found), list(
+        page.evaluate(
+            f"""[...document.querySelectorAll('table td')]
+            .filter(cell => /{DATE}/.test(cell.textContent.trim()))
+            .filter(cell => {{
+                const range = document.createRange();
+                range.selectNodeContents(cell);
+                const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+                return tops.size > 1;
+            }})
+            .map(cell => cell.textContent.trim())"""
+        )
+    )
 
 
 @pytest.fixture
@@ -96,12 +124,21 @@ def test_lookup_results_and_the_staff_lists_fit_a_phone_and_pass_axe(
     page, problems = page
     base = live_server.url
     services.customer_get_or_create(user=make_user("a.longer.address@example.org"))
+    keys.api_key_create(name="Reporting job", scopes=["billing:read"], expires_at=None)
+    endpoint = webhook_endpoint_create(
+        url="https://93.184.215.14/hooks", event_types=[], description="CRM", actor=None
+    )[0]
     sign_in(page, base, "support@example.org")
+    dated = 0
     for path in (
         "/staff/?q=a.lo&sort=email&dir=asc",
         "/staff/events/",
         "/staff/disputes/",
         "/staff/reconciliation/",
+        "/staff/api-keys/",
+        "/staff/webhooks/",
+        f"/staff/webhooks/{endpoint.public_id}/",
+        f"/staff/customers/{customer.public_id}/",
     ):
         page.goto(base + path)
         for size in (DESKTOP, PHONE):
@@ -109,6 +146,14 @@ def test_lookup_results_and_the_staff_lists_fit_a_phone_and_pass_axe(
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= size["width"], f"{path} is {width} px wide at {size['width']} px"
             assert_accessible(page)
+            if size is DESKTOP:
+                found, wrapped = date_cells(page)
+                dated += found
+                assert wrapped == [], f"{path}: dates wrap at 1280 px"
+        page.set_viewport_size(WIDE)
+        used = page.evaluate("document.querySelector('main').getBoundingClientRect().width")
+        assert used >= WIDE["width"] - 100, f"{path} uses {used} px of {WIDE['width']}"
+    assert dated >= 10  # the lists above show dates
     page.goto(base + "/staff/?q=a.lo&sort=email&dir=asc")
     page.set_viewport_size(DESKTOP)
     page.screenshot(path=str(SCREENSHOTS / "staff-lookup-desktop.png"))
