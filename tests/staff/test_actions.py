@@ -15,6 +15,7 @@ from tollgate.billing import services
 from tollgate.billing.models import Invoice, PaymentAttempt, Refund
 from tollgate.billing.states import InvoiceStatus, SubscriptionStatus
 from tollgate.core import clock
+from tollgate.core.errors import FormTokenInvalid
 from tollgate.core.idempotency import form_token_redeem, idempotency_claim
 
 pytestmark = pytest.mark.django_db
@@ -119,6 +120,44 @@ def test_a_token_of_another_form_or_person_is_refused(staff_client, paid, make_u
     assert "This form has expired or was not issued to you" in response.text
     assert Refund.objects.count() == 0
     assert form_token(response) != token
+
+
+def refused_without_token(client, url: str, fields: dict[str, str], token: str | None) -> None:
+    """Posting ``url`` without its form token (or with an empty one) says why on the page and
+    gives a fresh token to send the form again."""
+    data = fields if token is None else {**fields, "form_token": token}
+    response = client.post(url, data)
+    assert response.status_code == 422
+    alerts = re.findall(r'role="alert">(.*?)</', response.text, re.S)
+    assert any(FormTokenInvalid.default_message in alert for alert in alerts), alerts
+    assert form_token(response)
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["missing", "empty"])
+@pytest.mark.parametrize("action", ["refund", "cancel", "extend"])
+def test_every_staff_form_without_its_token_says_why_and_gives_a_fresh_one(
+    staff_client, paid, action, token
+):
+    subscription, payment = paid
+    url, fields = {
+        "refund": (refund_url(payment), {"amount": "5", "reason": "duplicate", "note": "Twice"}),
+        "cancel": (f"/staff/subscriptions/{subscription.public_id}/cancel/", {"when": "now"}),
+        "extend": (
+            f"/staff/subscriptions/{subscription.public_id}/extend/",
+            {"days": "7", "reason": "Outage"},
+        ),
+    }[action]
+    refused_without_token(staff_client, url, fields, token)
+    assert Refund.objects.count() == 0
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["missing", "empty"])
+def test_charging_an_invoice_without_the_forms_token_says_why(staff_client, customer, price, token):
+    add_card(customer, CARD_DECLINES_AFTER_ATTACH)
+    services.subscription_start(customer=customer, price=price("pro"), idempotency_key=new_key())
+    invoice = Invoice.objects.get(status=InvoiceStatus.OPEN)
+    refused_without_token(staff_client, f"/staff/invoices/{invoice.public_id}/retry/", {}, token)
+    assert PaymentAttempt.objects.filter(invoice=invoice).count() == 1
 
 
 def test_the_refund_form_needs_csrf(paid, staff):

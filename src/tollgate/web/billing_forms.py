@@ -13,6 +13,18 @@ from tollgate.core.errors import FormTokenInvalid
 from tollgate.core.idempotency import form_token_issue, form_token_redeem
 
 
+def hidden_errors_shown(form: forms.Form) -> bool:
+    """Make the errors of ``form``'s hidden fields the form's own errors, which the page shows (a
+    hidden field has no place of its own to show one); whether its ``form_token`` was refused."""
+    refused = False
+    for name, field in form.fields.items():
+        if field.widget.is_hidden and name in form.errors:
+            refused |= name == "form_token"
+            for error in form.errors.pop(name).as_data():
+                form.add_error(None, error)
+    return refused
+
+
 class TokenForm(forms.Form):
     """A form with a hidden token bound to its ``purpose`` and to the account it was shown to;
     once valid, ``cleaned_data["idempotency_key"]`` is the key its request runs under.
@@ -39,11 +51,7 @@ class TokenForm(forms.Form):
         super().full_clean()
         if not self.is_bound:
             return
-        for name, field in self.fields.items():
-            if field.widget.is_hidden and name in self.errors:
-                self.token_refused |= name == "form_token"
-                for error in self.errors.pop(name).as_data():
-                    self.add_error(None, error)
+        self.token_refused |= hidden_errors_shown(self)
         if self.token_refused:
             data = self.data.copy() if isinstance(self.data, QueryDict) else dict(self.data)
             data[self.add_prefix("form_token")] = form_token_issue(

@@ -13,7 +13,9 @@ from django import forms
 
 from tollgate.billing.models import PaymentAttempt, Refund
 from tollgate.billing.services import EXTEND_MAX_DAYS
+from tollgate.core.errors import FormTokenInvalid
 from tollgate.core.money import Money, currency_exponent, money_from_major_units
+from tollgate.web.billing_forms import hidden_errors_shown
 
 
 class LookupForm(forms.Form):
@@ -57,9 +59,24 @@ class AuditFilterForm(forms.Form):
 
 
 class TokenForm(forms.Form):
-    """A form with nothing to fill in but its single-use token (retrying an invoice)."""
+    """A form with nothing to fill in but its single-use token (retrying an invoice). A missing or
+    mangled token is the form's own error, shown on the page (the view gives a fresh token)."""
 
-    form_token = forms.CharField(widget=forms.HiddenInput, max_length=500)
+    form_token = forms.CharField(
+        widget=forms.HiddenInput,
+        max_length=500,
+        error_messages={
+            "required": FormTokenInvalid.default_message,
+            "max_length": FormTokenInvalid.default_message,
+        },
+    )
+
+    token_refused = False
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if self.is_bound:
+            self.token_refused = hidden_errors_shown(self)
 
 
 class RefundForm(TokenForm):

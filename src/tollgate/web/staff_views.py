@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, QueryDict
@@ -54,7 +53,7 @@ from tollgate.web.staff_forms import (
 from tollgate.web.staff_tables import table_page
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
-FormT = TypeVar("FormT", bound=forms.Form)
+FormT = TypeVar("FormT", bound=TokenForm)
 
 
 def staff_required(view: View) -> View:
@@ -228,6 +227,8 @@ def _action(
         else:
             messages.success(request, message)
             return redirect(done_url)
+        form = _with_fresh_token(form, token)
+    elif form.token_refused:  # missing or mangled: the form shown again needs a token that works
         form = _with_fresh_token(form, token)
     return render(request, template, {**context, "form": form}, status=422)
 
