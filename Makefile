@@ -18,6 +18,7 @@ help:
 	@echo "make staff-password  set and show a new password for the staff user ($(STAFF_EMAIL))"
 	@echo "make test   install dev tools, lint, type-check, deployment checks and the test suite"
 	@echo "make bench  run the benchmarks and write docs/benchmarks.md"
+	@echo "            (TOLLGATE_BENCH_CUSTOMERS=100000 make bench: a smaller dataset for the hot queries)"
 
 $(BIN)/activate:
 	$(PYTHON) -c 'import sys; sys.exit("Python >= 3.11 is required") if sys.version_info < (3, 11) else None'

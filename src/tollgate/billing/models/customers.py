@@ -58,6 +58,13 @@ class Customer(models.Model):
                 name="customer_gateway_reference_unique",
             ),
         ]
+        # The API's list (newest first) and the staff lookup by the gateway's customer id. The
+        # lookup by email prefix and by part of the name reads PostgreSQL-only indexes
+        # (migration 0010): ``lower(email) text_pattern_ops`` and ``upper(name) gin_trgm_ops``.
+        indexes = [
+            models.Index(fields=["created_at", "id"], name="customer_created"),
+            models.Index(fields=["gateway_reference"], name="customer_gateway_reference"),
+        ]
 
     def __str__(self) -> str:
         return self.public_id
@@ -102,6 +109,8 @@ class PaymentMethod(models.Model):
                 name="payment_method_detached_not_default",
             ),
         ]
+        # The staff lookup by a card's last four digits.
+        indexes = [models.Index(fields=["last4"], name="payment_method_last4")]
 
     def __str__(self) -> str:
         return f"{self.brand} •••• {self.last4}"

@@ -119,6 +119,8 @@ class Invoice(models.Model):
                 condition=Q(status="open", next_payment_attempt_at__isnull=False),
                 name="invoice_payment_due",
             ),
+            # The API's list of every customer's invoices, newest first.
+            models.Index(fields=["created_at", "id"], name="invoice_created"),
         ]
 
     def __str__(self) -> str:

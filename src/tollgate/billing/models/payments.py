@@ -98,6 +98,19 @@ class PaymentAttempt(models.Model):
                 condition=Q(status=PaymentStatus.REQUIRES_ACTION),
                 name="payment_awaiting_action",
             ),
+            # Reconciliation: the attempts of its window, and those still waiting from before it.
+            models.Index(fields=["created_at"], name="payment_created"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(
+                    status__in=[
+                        PaymentStatus.PENDING,
+                        PaymentStatus.REQUIRES_ACTION,
+                        PaymentStatus.UNKNOWN,
+                    ]
+                ),
+                name="payment_awaiting",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -98,6 +98,14 @@ class Subscription(models.Model):
                 ),
                 name="subscription_due",
             ),
+            # The billing clock's expiry of incomplete subscriptions.
+            models.Index(
+                fields=["customer"],
+                condition=Q(status=SubscriptionStatus.INCOMPLETE),
+                name="subscription_incomplete",
+            ),
+            # The API's list, newest first.
+            models.Index(fields=["created_at", "id"], name="subscription_created"),
         ]
 
     def __str__(self) -> str:
