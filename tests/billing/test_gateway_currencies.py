@@ -109,3 +109,34 @@ def test_what_can_be_sent_comes_back_as_the_same_amount(currency, amount):
 def test_the_sandbox_charges_any_amount_exactly():
     assert SandboxGateway().can_charge_exactly(amount=5125, currency="KWD")
     assert SandboxGateway().can_charge_exactly(amount=100050, currency="MGA")
+
+
+@pytest.mark.parametrize(
+    ("currency", "step"),
+    # MGA: Stripe takes whole ariary (Tollgate keeps hundredths); KWD: the last of three decimals
+    # must be 0; JPY: whole yen at both; ISK: whole kronur at both (Stripe's 00 decimals aside).
+    [("MGA", 100), ("KWD", 10), ("JPY", 1), ("ISK", 1), ("UGX", 1), ("USD", 1)],
+)
+def test_the_charge_step_is_the_smallest_amount_stripe_takes_exactly(currency, step):
+    gateway = StripeGateway()
+    assert gateway.charge_step(currency=currency) == step
+    for multiple in (step, 7 * step, 123 * step):
+        assert gateway.can_charge_exactly(amount=multiple, currency=currency)
+    if step > 1:
+        assert not gateway.can_charge_exactly(amount=step + 1, currency=currency)
+        assert not gateway.can_charge_exactly(amount=step - 1, currency=currency)
+
+
+@given(
+    currency=st.sampled_from(sorted({*STRIPE_CURRENCIES, "USD", "IQD"})),
+    amount=st.integers(min_value=0, max_value=10**12),
+)
+def test_exactly_the_multiples_of_the_charge_step_can_be_charged(currency, amount):
+    gateway = StripeGateway()
+    step = gateway.charge_step(currency=currency)
+    assert gateway.can_charge_exactly(amount=amount, currency=currency) == (amount % step == 0)
+
+
+def test_the_sandbox_charges_in_steps_of_one_minor_unit():
+    assert SandboxGateway().charge_step(currency="KWD") == 1
+    assert SandboxGateway().charge_step(currency="MGA") == 1

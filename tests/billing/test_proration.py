@@ -134,3 +134,48 @@ def test_an_upgrade_charges_at_most_the_exact_difference_and_never_below_zero(
     assert result.net >= 0
     # In the customer's favour: never more than the exact difference for the time left.
     assert result.net * period.seconds <= extra * remaining
+
+
+steps = st.sampled_from([1, 10, 100, 1000])
+
+
+@given(units=amounts, step=steps, period=periods, fraction=st.fractions(min_value=0, max_value=1))
+def test_with_a_charge_step_every_prorated_amount_is_a_multiple_of_it(
+    units, step, period, fraction
+):
+    amount = units * step  # prices are chargeable: multiples of the gateway's step
+    moment = period.start + dt.timedelta(seconds=int(period.seconds * fraction))
+    result = split(amount=amount, period=period, at=moment, step=step)
+    assert result.used + result.unused == amount
+    assert result.used % step == 0
+    assert result.unused % step == 0
+    # In the customer's favour, by less than one step: the used part rounds down.
+    exact_used_times_period = amount * result.used_seconds
+    assert result.used * result.period_seconds <= exact_used_times_period
+    assert exact_used_times_period < (result.used + step) * result.period_seconds
+    charge = remaining_charge(amount=amount, period=period, at=moment, step=step)
+    assert charge % step == 0
+    assert 0 <= result.unused - charge <= step
+
+
+@given(old=amounts, extra=amounts, step=steps, period=periods, fraction=st.fractions(0, 1))
+def test_an_upgrade_with_a_charge_step_charges_a_multiple_of_it(old, extra, step, period, fraction):
+    moment = period.start + dt.timedelta(seconds=int(period.seconds * fraction))
+    result = upgrade(
+        old_amount=old * step, new_amount=(old + extra) * step, period=period, at=moment, step=step
+    )
+    assert result.credit % step == 0
+    assert result.debit % step == 0
+    assert result.net >= 0
+    remaining = period.seconds - seconds_used(period=period, at=moment)
+    assert result.net * period.seconds <= extra * step * remaining
+
+
+def test_a_step_of_one_is_the_rule_without_a_step():
+    moment = at(2024, 4, 9, 7, 13, 11)
+    assert split(amount=12345, period=APRIL, at=moment, step=1) == split(
+        amount=12345, period=APRIL, at=moment
+    )
+    assert upgrade(old_amount=900, new_amount=2900, period=APRIL, at=moment, step=1) == upgrade(
+        old_amount=900, new_amount=2900, period=APRIL, at=moment
+    )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from tollgate.billing import discounts, periods, proration
+from tollgate.billing.gateways.registry import gateway_charge_step
 from tollgate.billing.models import Discount, Subscription
 from tollgate.billing.states import SubscriptionStatus
 from tollgate.catalog.models import Price
@@ -59,13 +60,15 @@ def upgrade_proration(
     *, subscription: Subscription, price: Price, at: dt.datetime
 ) -> UpgradeAmounts:
     """Prorate moving ``subscription`` from its price to ``price`` at ``at`` (``proration.upgrade``
-    over the current period, net of its discount: see the module docstring); the invoice of the
-    upgrade is built from exactly this."""
+    over the current period, net of its discount: see the module docstring), every part in the
+    configured gateway's charge steps; the invoice of the upgrade is built from exactly this."""
     period = periods.Period(
         start=subscription.current_period_start, end=subscription.current_period_end
     )
-    old = subscription.price
-    listed = proration.upgrade(old_amount=old.amount, new_amount=price.amount, period=period, at=at)
+    old, step = subscription.price, gateway_charge_step(price.currency)
+    listed = proration.upgrade(
+        old_amount=old.amount, new_amount=price.amount, period=period, at=at, step=step
+    )
     discount = discounts.discounts_live([subscription.pk]).get(subscription.pk)
 
     def off(on: Price) -> int:
@@ -74,10 +77,12 @@ def upgrade_proration(
         )
 
     old_off, new_off = off(old), off(price)
-    discounted = proration.split(amount=new_off, period=period, at=at).unused if new_off else 0
+    discounted = (
+        proration.split(amount=new_off, period=period, at=at, step=step).unused if new_off else 0
+    )
     discounted = min(discounted, listed.debit)
-    credit = proration.split(amount=old.amount, period=period, at=at).unused
-    credit -= proration.remaining_charge(amount=old_off, period=period, at=at)
+    credit = proration.split(amount=old.amount, period=period, at=at, step=step).unused
+    credit -= proration.remaining_charge(amount=old_off, period=period, at=at, step=step)
     return UpgradeAmounts(
         proration=proration.UpgradeProration(
             credit=max(0, min(credit, listed.debit - discounted)), debit=listed.debit

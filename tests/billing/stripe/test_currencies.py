@@ -20,8 +20,10 @@ from tests.billing.stripe.conftest import (
 from tollgate.billing import services
 from tollgate.billing.clock import billing_run
 from tollgate.billing.gateways.base import ChargeRequest, GatewayRequestRefused, RefundRequest
+from tollgate.billing.gateways.stripe.currencies import stripe_chargeable
 from tollgate.billing.integrity import ledger_check
-from tollgate.billing.models import Dispute, PaymentAttempt, Refund, StripeRequest
+from tollgate.billing.models import Dispute, Invoice, PaymentAttempt, Refund, StripeRequest
+from tollgate.billing.previews import change_preview
 from tollgate.billing.states import PaymentStatus, RefundStatus
 from tollgate.catalog.models import Price
 from tollgate.catalog.services import catalog_load
@@ -155,3 +157,93 @@ def test_the_confirmation_page_shows_the_isk_amount_the_customer_owes(
 
     assert page.status_code == 200
     assert "<strong>1,000 ISK</strong>" in page.content.decode()
+
+
+# Old and new monthly prices per currency, each one Stripe can charge; a mid-period upgrade's raw
+# proration of them is not (MGA: whole ariary at Stripe; KWD: the last decimal must be 0).
+UPGRADES = {
+    "MGA": (1_000_000, 2_500_000),  # 10,000.00 -> 25,000.00 MGA
+    "KWD": (5_000, 12_000),  # 5.000 -> 12.000 KWD
+    "JPY": (1_000, 2_500),
+    "ISK": (1_000, 2_500),
+}
+# 9 days, 7 h 13 min 11 s into a 28-day period.
+MID_PERIOD = START + dt.timedelta(days=9, hours=7, minutes=13, seconds=11)
+
+
+def two_prices(currency: str) -> tuple[Price, Price]:
+    old, new = UPGRADES[currency]
+    catalog_load(
+        document={
+            "products": [
+                {
+                    "code": "app",
+                    "name": "App",
+                    "plans": [
+                        {
+                            "code": code,
+                            "name": code.title(),
+                            "prices": [
+                                {"amount": amount, "currency": currency, "interval": "month"}
+                            ],
+                        }
+                        for code, amount in (("basic", old), ("pro", new))
+                    ],
+                }
+            ]
+        }
+    )
+    return Price.objects.get(plan__code="basic"), Price.objects.get(plan__code="pro")
+
+
+def subscribed_to_basic(stripe_gateway, browser, customer, currency: str):
+    """The customer saves a card and subscribes to the basic price at START; returns the
+    subscription and the pro price."""
+    basic, pro = two_prices(currency)
+    add_card(stripe_gateway, browser, customer, CARD_OK)
+    with clock.frozen(START):
+        subscription = services.subscription_start(
+            customer=customer, price=basic, idempotency_key=new_key()
+        )
+    return subscription, pro
+
+
+@pytest.mark.parametrize("currency", sorted(UPGRADES))
+def test_a_mid_period_upgrade_is_prorated_to_what_stripe_can_charge_and_charged(
+    stripe_gateway, browser, customer, currency
+):
+    subscription, pro = subscribed_to_basic(stripe_gateway, browser, customer, currency)
+    with clock.frozen(MID_PERIOD):
+        preview = change_preview(subscription=subscription, price=pro, at=MID_PERIOD)
+        services.subscription_change_price(
+            subscription=subscription, price=pro, idempotency_key=new_key()
+        )
+
+    invoice = Invoice.objects.get(billing_reason=Invoice.BillingReason.SUBSCRIPTION_UPDATE)
+    lines = sorted(line.amount for line in invoice.lines.all())
+    assert lines == [-preview.credit, preview.debit]  # confirmed as previewed
+    assert invoice.total == preview.due_now > 0
+    for amount in (*[abs(line) for line in lines], invoice.total):
+        assert stripe_chargeable(amount=amount, currency=currency), amount
+    payment = invoice.payments.get()
+    assert (payment.status, payment.amount) == (PaymentStatus.SUCCEEDED, invoice.total)
+    assert ledger_check().ok
+
+
+@pytest.mark.parametrize("currency", ["MGA", "KWD"])
+def test_a_prorated_refund_at_cancellation_is_what_stripe_can_refund(
+    stripe_gateway, browser, customer, currency
+):
+    subscription, _ = subscribed_to_basic(stripe_gateway, browser, customer, currency)
+    with clock.frozen(MID_PERIOD):
+        services.subscription_cancel(
+            subscription=subscription,
+            at_period_end=False,
+            prorated_refund=True,
+            idempotency_key=new_key(),
+        )
+
+    refund = Refund.objects.get()
+    assert stripe_chargeable(amount=refund.amount, currency=currency), refund.amount
+    assert refund.status == RefundStatus.SUCCEEDED
+    assert ledger_check().ok

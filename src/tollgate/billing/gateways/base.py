@@ -194,6 +194,11 @@ class Gateway(Protocol):
         here without rounding (some gateways count a currency in larger steps)."""
         ...
 
+    def charge_step(self, *, currency: str) -> int:
+        """The smallest amount of ``currency`` (Tollgate's minor units) charged exactly here; the
+        amounts charged exactly are its multiples. Prorations round to it (``proration.py``)."""
+        ...
+
     def customer_create(self, *, customer_id: str, email: str) -> str:
         """The gateway's customer record for Tollgate's ``customer_id`` (created once): its reference."""
         ...

@@ -39,6 +39,12 @@ def gateway_charges_exactly(money: Money) -> bool:
     return gateway_get().can_charge_exactly(amount=money.amount, currency=money.currency)
 
 
+def gateway_charge_step(currency: str) -> int:
+    """The configured gateway's smallest exactly chargeable amount of ``currency``: prorations
+    round to multiples of it (``proration.py``)."""
+    return gateway_get().charge_step(currency=currency)
+
+
 def gateways_ready() -> None:
     """Run every gateway's start-up hook (from the billing app's ``AppConfig.ready``)."""
     for path in READY.values():

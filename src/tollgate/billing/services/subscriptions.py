@@ -22,6 +22,7 @@ from tollgate.billing.errors import (
     SubscriptionExists,
     TransitionRefused,
 )
+from tollgate.billing.gateways.registry import gateway_charge_step
 from tollgate.billing.locks import lock_customer, lock_subscription, lock_subscription_invoices
 from tollgate.billing.models import Customer, Invoice, PaymentAttempt, Refund, Subscription
 from tollgate.billing.periods import price_months
@@ -201,9 +202,9 @@ def subscription_cancel(
     now: its outcome may move money.
 
     With ``prorated_refund`` (now only), the unused time of what was paid for the current period is
-    refunded (``unused_paid_time``: rounded by ``proration.py`` in the customer's favour); it is
-    never more than what was captured for this period and not refunded yet, and it comes from the
-    period's latest payments first. The refunds go the way of
+    refunded (``unused_paid_time``: rounded by ``proration.py`` in the customer's favour, in the
+    gateway's charge steps); it is never more than what was captured for this period and not
+    refunded yet, and it comes from the period's latest payments first. The refunds go the way of
     ``refund_issue``: reserved on their payments under the row locks in the cancellation's
     transaction, sent to the gateway after commit, posted to the ledger and emailed on success.
 
@@ -293,6 +294,7 @@ def _subscription_cancel(
                     paid=[invoice for invoice in invoices if invoice.status == InvoiceStatus.PAID],
                     now=now,
                     actor=actor,
+                    charge_step=gateway_charge_step(current.price.currency),
                 )
             for invoice in open_invoices:
                 invoice_void_locked(customer=locks.customer, invoice=invoice)

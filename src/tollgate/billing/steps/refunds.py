@@ -16,16 +16,22 @@ from tollgate.billing.states import PaymentStatus
 
 
 def unused_time_refunds_locked(
-    *, subscription: Subscription, paid: Sequence[Invoice], now: dt.datetime, actor: User | None
+    *,
+    subscription: Subscription,
+    paid: Sequence[Invoice],
+    now: dt.datetime,
+    actor: User | None,
+    charge_step: int,
 ) -> list[Refund]:
-    """Reserve the refunds of the current period's unused time (see ``subscription_cancel``)."""
+    """Reserve the refunds of the current period's unused time (see ``subscription_cancel``), in
+    multiples of the gateway's ``charge_step``."""
     payments = list(
         PaymentAttempt.objects.select_for_update()
         .filter(invoice__in=[invoice.pk for invoice in paid], status=PaymentStatus.SUCCEEDED)
         .order_by("pk")
     )
     remaining = min(
-        unused_paid_time(invoices=paid, at=now),
+        unused_paid_time(invoices=paid, at=now, charge_step=charge_step),
         sum(payment.amount - payment.amount_refunded for payment in payments),
     )
     reason = Refund.Reason.REQUESTED_BY_CUSTOMER
@@ -55,10 +61,10 @@ def unused_time_refunds_locked(
     return refunds
 
 
-def unused_paid_time(*, invoices: Sequence[Invoice], at: dt.datetime) -> int:
+def unused_paid_time(*, invoices: Sequence[Invoice], at: dt.datetime, charge_step: int = 1) -> int:
     """What the time after ``at`` is worth on ``invoices`` (paid ones of one period), line by line,
-    by the rule of ``proration.py``, in the customer's favour: a charge's unused part rounds up and
-    a credit's remaining part rounds down. So after an upgrade it is the new price's unused time,
+    by the rule of ``proration.py``, in the customer's favour and in the gateway's charge steps: a
+    charge's unused part rounds up and a credit's remaining part rounds down. So after an upgrade it is the new price's unused time,
     and after an upgrade that was never paid (its invoice is not among these), the old price's."""
     by_pk = {invoice.pk: invoice for invoice in invoices}
     worth = 0
@@ -72,9 +78,13 @@ def unused_paid_time(*, invoices: Sequence[Invoice], at: dt.datetime) -> int:
             continue
         period = periods.Period(start=start, end=end)
         if line.amount >= 0:
-            worth += proration.split(amount=line.amount, period=period, at=at).unused
+            worth += proration.split(
+                amount=line.amount, period=period, at=at, step=charge_step
+            ).unused
         else:
-            worth -= proration.remaining_charge(amount=-line.amount, period=period, at=at)
+            worth -= proration.remaining_charge(
+                amount=-line.amount, period=period, at=at, step=charge_step
+            )
     return max(worth, 0)
 
 

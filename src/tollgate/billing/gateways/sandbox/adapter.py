@@ -153,6 +153,9 @@ class SandboxGateway:
     def can_charge_exactly(self, *, amount: int, currency: str) -> bool:
         return True  # the sandbox keeps Tollgate's own minor units
 
+    def charge_step(self, *, currency: str) -> int:
+        return 1
+
     # --- Customers and card setup -----------------------------------------------------------------
     def customer_create(self, *, customer_id: str, email: str) -> str:
         customer, _ = SandboxCustomer.objects.get_or_create(

@@ -56,9 +56,7 @@ from tollgate.billing.gateways.base import (
 )
 from tollgate.billing.gateways.signatures import signature_verify
 from tollgate.billing.gateways.stripe.conf import KEY_METADATA, stripe_client, stripe_settings
-from tollgate.billing.gateways.stripe.currencies import (
-    stripe_chargeable,
-)
+from tollgate.billing.gateways.stripe.currencies import charge_step, stripe_chargeable
 from tollgate.billing.gateways.stripe.links import setup_url
 from tollgate.billing.gateways.stripe.models import StripeRequest
 from tollgate.billing.gateways.stripe.objects import (
@@ -129,6 +127,9 @@ class StripeGateway:
 
     def can_charge_exactly(self, *, amount: int, currency: str) -> bool:
         return stripe_chargeable(amount=amount, currency=currency)
+
+    def charge_step(self, *, currency: str) -> int:
+        return charge_step(currency=currency)
 
     # --- Customers and card setup -----------------------------------------------------------------
     def customer_create(self, *, customer_id: str, email: str) -> str:

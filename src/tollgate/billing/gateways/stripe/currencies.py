@@ -16,6 +16,8 @@ Stripe's documentation (docs.stripe.com/currencies) says:
 
 from __future__ import annotations
 
+import math
+
 from tollgate.core.money import currency_exponent
 
 # Currency -> (decimals of Stripe's amounts, the step they must be a multiple of). Any other
@@ -84,6 +86,16 @@ def tollgate_amount(*, amount: int, currency: str) -> int:
             f"Stripe reported {_minor(amount, decimals)} {code}, a fraction {code} does not have."
         )
     return kept
+
+
+def charge_step(*, currency: str) -> int:
+    """The smallest amount of ``currency`` (Tollgate's minor units) Stripe can charge exactly: the
+    amounts it can charge are exactly the multiples of it (MGA: 100, whole ariary; KWD: 10)."""
+    _, exponent, decimals, step = _units(currency)
+    if decimals < exponent:
+        return 10 ** (exponent - decimals) * step
+    scale = 10 ** (decimals - exponent)
+    return step // math.gcd(step, scale)
 
 
 def stripe_chargeable(*, amount: int, currency: str) -> bool:
