@@ -133,9 +133,11 @@ def test_a_customer_has_one_default_card(paid, customer):
         PaymentMethod.objects.filter(pk=method.pk).update(last4="12a4")
 
 
-def test_a_customer_needs_an_owner(customer):
+def test_a_customer_needs_an_opening_account_or_an_organisation(customer):
+    # Without its opening account (it left a team that keeps the customer), the organisation holds it.
+    type(customer).objects.filter(pk=customer.pk).update(user=None)
     with pytest.raises(IntegrityError), transaction.atomic():
-        type(customer).objects.filter(pk=customer.pk).update(user=None)
+        type(customer).objects.filter(pk=customer.pk).update(organisation=None)
 
 
 @pytest.mark.django_db(transaction=True)

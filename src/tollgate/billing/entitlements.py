@@ -2,8 +2,9 @@
 
 Access follows the subscription's status as at Stripe: ``trialing``, ``active`` and ``past_due``
 (retries still running) grant the plan's features and limits; ``incomplete``, ``unpaid``, ended or
-no subscription grant nothing. Results are cached per account; every change to the account's
+no subscription grant nothing. Results are cached per customer; every change to the customer's
 subscription queues an outbox message, in its transaction, that drops the cached copy after commit.
+An account's entitlements are those of its organisation's customer.
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from django.db.models import QuerySet
 from tollgate.accounts.models import User
 from tollgate.billing.models import Customer, Subscription
 from tollgate.billing.periods import interval_months
+from tollgate.billing.selectors import customer_of_member
 from tollgate.billing.states import SubscriptionStatus
 from tollgate.catalog.models import Plan, Price
 from tollgate.catalog.selectors import CATALOG_VERSION_KEY, plans_for_sale
 from tollgate.core import outbox
 from tollgate.core.events import event_publish
+from tollgate.organisations.cache import account_cache_key
 
 CACHE_SECONDS = 300
+# An account without a customer yet gets one at its first billing step (which drops this).
+NO_CUSTOMER_CACHE_SECONDS = 60
 # A limit of -1 in the catalog means no limit.
 UNLIMITED = -1
 OUTBOX_KIND = "billing.entitlements_changed"
@@ -80,39 +85,63 @@ class UpgradeOffer:
     limit: int | None = None
 
 
-def entitlements_cache_keys(user_id: int) -> list[str]:
+def entitlements_cache_keys(customer_pk: int) -> list[str]:
     """What :func:`entitlements_for_customer` reads from the cache, for a caller that reads
     several keys at once and passes what it found."""
-    return [_cache_key(user_id), CATALOG_VERSION_KEY]
+    return [_cache_key(customer_pk), CATALOG_VERSION_KEY]
 
 
-def _cache_key(user_id: int) -> str:
+def _cache_key(customer_pk: int) -> str:
+    return f"billing:entitlements:customer:{customer_pk}"
+
+
+def _account_cache_key(user_id: int) -> str:
+    # Where releases before organisations kept them (per opening account): still dropped, so a
+    # process of that release serving during a rolling deploy never reads a stale copy.
     return f"billing:entitlements:{user_id}"
 
 
 def entitlements_for(*, user: User) -> Entitlements:
-    """The features and limits ``user``'s account is entitled to now (cached)."""
-    return _cached(user.pk, lambda: Subscription.objects.filter(customer__user=user))
+    """The features and limits ``user`` is entitled to now: those of their organisation's plan,
+    whatever their role in it (cached per account and per customer; no query once warm)."""
+    customer_pk = _customer_of(user)
+    if customer_pk is None:
+        return Entitlements()
+    return entitlements_for_customer(customer_pk=customer_pk)
+
+
+def _customer_of(user: User) -> int | None:
+    """The pk of the customer of the account's organisation (0 cached for none); cached until the
+    account's membership changes (``organisations.cache``)."""
+    key = account_cache_key(user.public_id, "customer")
+    cached = cache.get(key)
+    if isinstance(cached, int):
+        return cached or None
+    customer = customer_of_member(user_id=user.pk)
+    if customer is None:
+        cache.set(key, 0, NO_CUSTOMER_CACHE_SECONDS)
+        return None
+    cache.set(key, customer.pk, CACHE_SECONDS)
+    return customer.pk
 
 
 def entitlements_for_customer(
-    *, customer_pk: int, user_pk: int, found: Mapping[str, Any] | None = None
+    *, customer_pk: int, found: Mapping[str, Any] | None = None
 ) -> Entitlements:
-    """The same for a customer known by its primary key and its owner's (cached under the owner,
-    so the same invalidation covers both). ``found``: what the caller read already of
-    :func:`entitlements_cache_keys`."""
+    """The same for a customer known by its primary key (cached). ``found``: what the caller
+    read already of :func:`entitlements_cache_keys`."""
     return _cached(
-        user_pk, lambda: Subscription.objects.filter(customer_id=customer_pk), found=found
+        customer_pk, lambda: Subscription.objects.filter(customer_id=customer_pk), found=found
     )
 
 
 def _cached(
-    user_pk: int,
+    customer_pk: int,
     subscriptions: Callable[[], QuerySet[Subscription]],
     *,
     found: Mapping[str, Any] | None = None,
 ) -> Entitlements:
-    keys = entitlements_cache_keys(user_pk)
+    keys = entitlements_cache_keys(customer_pk)
     if found is None:
         found = cache.get_many(keys)
     cached, version = found.get(keys[0]), found.get(CATALOG_VERSION_KEY) or ""
@@ -156,7 +185,7 @@ def entitlements_changed(*, customer: Customer) -> None:
     ``entitlements.updated`` for the operator's product."""
     outbox.outbox_enqueue(
         kind=OUTBOX_KIND,
-        payload={"user_id": customer.user_id},
+        payload={"customer_id": customer.pk, "user_id": customer.user_id},
         dedupe_key=f"{OUTBOX_KIND}:{customer.public_id}:{secrets.token_hex(8)}",
     )
     event_publish(
@@ -168,8 +197,19 @@ def entitlements_changed(*, customer: Customer) -> None:
 
 
 def entitlements_invalidate(payload: dict[str, Any]) -> None:
-    """Outbox handler: drop the cached entitlements (idempotent)."""
-    cache.delete(_cache_key(int(payload["user_id"])))
+    """Outbox handler: drop the cached entitlements (idempotent). Messages queued by a release
+    before organisations name only the account."""
+    keys = []
+    if payload.get("user_id") is not None:
+        keys.append(_account_cache_key(int(payload["user_id"])))
+    if payload.get("customer_id") is not None:
+        keys.append(_cache_key(int(payload["customer_id"])))
+    elif payload.get("user_id") is not None:
+        opened = Customer.objects.filter(user_id=int(payload["user_id"])).values_list(
+            "pk", flat=True
+        )
+        keys.extend(_cache_key(pk) for pk in opened)
+    cache.delete_many(keys)
 
 
 def upgrade_offers(*, user: User, usage: Mapping[str, int] | None = None) -> list[UpgradeOffer]:

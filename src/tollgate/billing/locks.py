@@ -2,7 +2,9 @@
 
     customer -> subscription -> invoice -> payment -> refund
 
-(and, only with installation-wide invoice numbering, the sequence row last). Every write locks all
+(and, only with installation-wide invoice numbering, the sequence row last). Changes of who belongs
+to a customer's organisation lock the organisation and the account before all of these
+(``organisations.locks``). Every write locks all
 the rows it needs with one call below, at the start of its transaction, passing the most specific
 object: its parents are locked too, in that order, so two writes can never wait for each other in a
 cycle. The rows come back fresh from the database; use them, not the objects passed in.

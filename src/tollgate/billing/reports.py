@@ -48,6 +48,7 @@ from tollgate.billing.models import (
 from tollgate.billing.states import InvoiceStatus, PaymentStatus, SubscriptionStatus
 from tollgate.core import clock
 from tollgate.core.money import Money
+from tollgate.organisations.models import Organisation
 
 REPORT_WINDOW = dt.timedelta(days=30)
 LOOKUP_LIMIT = 50
@@ -150,6 +151,8 @@ def audit_events_about(*, customer: Customer) -> QuerySet[AuditEvent]:
     )
     if customer.user is not None:
         wanted |= Q(target_type=customer.user._meta.label_lower, target_id=customer.user.public_id)
+    if customer.organisation_id is not None:
+        wanted |= about(Organisation, pk=customer.organisation_id)
     return AuditEvent.objects.filter(wanted).order_by("-created_at", "-pk")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from tollgate.billing.models import (
     Customer,
@@ -26,6 +26,8 @@ from tollgate.billing.states import (
     RefundStatus,
 )
 from tollgate.core.errors import NotFound
+from tollgate.organisations.errors import CannotJoin
+from tollgate.organisations.models import BILLING_ROLES, Role
 
 
 def subscription_current(*, customer: Customer) -> Subscription | None:
@@ -53,18 +55,34 @@ def payment_method_default(*, customer: Customer) -> PaymentMethod | None:
 
 
 # --- Customer pages ---------------------------------------------------------------------------------
+def customers_of_account(user_id: int, *, roles: frozenset[str] = frozenset(Role)) -> Q:
+    """Customers whose organisation the account belongs to in one of ``roles``, or, for a customer
+    that has no organisation yet (written before organisations existed), that the account opened."""
+    return Q(
+        organisation__memberships__user_id=user_id,
+        organisation__memberships__role__in=sorted(roles),
+    ) | Q(user_id=user_id, organisation__isnull=True)
+
+
 def customer_for(*, user: Any) -> Customer | None:
-    """The billing customer of ``user``, or None before their first billing step (creates nothing)."""
+    """The billing customer ``user`` manages (an owner or admin of its organisation), or None:
+    before their first billing step (creates nothing), or as a plain member of an organisation."""
     if not getattr(user, "is_authenticated", False):
         return None
-    return Customer.objects.filter(user_id=user.pk).first()
+    return Customer.objects.filter(customers_of_account(user.pk, roles=BILLING_ROLES)).first()
+
+
+def customer_of_member(*, user_id: int) -> Customer | None:
+    """The customer whose plan the account uses, whatever its role in the organisation."""
+    return Customer.objects.filter(customers_of_account(user_id)).first()
 
 
 def account_payment_overdue(*, user_id: int) -> bool:
-    """Whether the account's subscription is past due or unpaid: a renewal could not be charged and
-    the customer should fix the card (one query; the banner on every page asks it)."""
+    """Whether the subscription of the customer the account manages is past due or unpaid: a
+    renewal could not be charged and the card should be fixed (one query; the banner on every
+    page asks it)."""
     return Subscription.objects.filter(
-        customer__user_id=user_id,
+        customer__in=Customer.objects.filter(customers_of_account(user_id, roles=BILLING_ROLES)),
         status__in=sorted(SUBSCRIPTION_PAYMENT_OVERDUE),
     ).exists()
 
@@ -175,3 +193,14 @@ def invoices_paid_with(*, payment_method: PaymentMethod) -> list[Invoice]:
         .distinct()
         .order_by("finalized_at", "id")
     )
+
+
+def organisation_departure_check(organisation: Any) -> None:
+    """Registered with ``organisations.registry``: the last member may not leave an organisation
+    whose customer still has a subscription that has not ended (it would bill nobody's plan)."""
+    if (
+        Subscription.objects.filter(customer__organisation=organisation)
+        .exclude(status__in=sorted(SUBSCRIPTION_ENDED))
+        .exists()
+    ):
+        raise CannotJoin()

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "tollgate.audit",
     "tollgate.accounts",
     "tollgate.catalog",
+    "tollgate.organisations",
     "tollgate.billing",
     "tollgate.notifications",
     "tollgate.security",

@@ -73,6 +73,14 @@ def new_rec_id() -> str:
     return new_public_id("rec")
 
 
+def new_org_id() -> str:
+    return new_public_id("org")
+
+
+def new_invite_id() -> str:
+    return new_public_id("invite")
+
+
 _INVOICE_PREFIX_LENGTH = 8  # 40 bits: a clash among a million customers has odds of about 1 in 10^6
 
 

@@ -79,10 +79,8 @@ def offer_data(offer: UpgradeOffer | None) -> dict[str, Any] | None:
 def _current_and_usage(customer: CustomerRef) -> tuple[Entitlements, Usage]:
     """The entitlements and the month's usage, read from the cache in one round trip."""
     usage_key = usage_cache_key(customer.pk)
-    found = cache.get_many([*entitlements_cache_keys(customer.user_pk), usage_key])
-    current = entitlements_for_customer(
-        customer_pk=customer.pk, user_pk=customer.user_pk, found=found
-    )
+    found = cache.get_many([*entitlements_cache_keys(customer.pk), usage_key])
+    current = entitlements_for_customer(customer_pk=customer.pk, found=found)
     usage = usage_current(customer=customer, entitlements=current, cached=found.get(usage_key))
     return current, usage
 

@@ -25,12 +25,17 @@ from tollgate.accounts.models import User
 from tollgate.accounts.services import password_set_invite
 from tollgate.audit.services import audit_record
 from tollgate.billing.models import Customer
+from tollgate.billing.selectors import customer_of_member
 from tollgate.core import outbox
 from tollgate.core.errors import Conflict, NotFound, ValidationFailed
 from tollgate.core.events import event_publish
+from tollgate.organisations.cache import account_cache_key
+from tollgate.organisations.steps import personal_organisation_create_locked
 
-# Tollgate's own customer ids; any other value names a customer by its external id.
+# Tollgate's own customer ids; a member's account id names the customer of their organisation;
+# any other value names a customer by its external id.
 PUBLIC_ID = re.compile(r"cus_[0-9A-HJKMNP-TV-Z]{20}")
+MEMBER_ID = re.compile(r"usr_[0-9A-HJKMNP-TV-Z]{20}")
 EXTERNAL_ID_MAX_LENGTH = 255
 CACHE_SECONDS = 3600
 OUTBOX_KIND = "integrations.customer_changed"
@@ -60,12 +65,16 @@ class CustomerRef:
 
     pk: int
     public_id: str
-    user_pk: int
     created_at: dt.datetime
 
 
 def _ref_cache_key(ref: str) -> str:
     # A reference is the caller's text: keep the cache key short and free of personal data.
+    # (v2: the reference no longer carries the opening account; older copies are never read.)
+    return f"integrations:customer-ref:v2:{_digest(ref)}"
+
+
+def _ref_cache_key_v1(ref: str) -> str:
     return f"integrations:customer-ref:{_digest(ref)}"
 
 
@@ -84,18 +93,26 @@ def _ref_check(ref: str) -> str:
 
 
 def customer_lookup(ref: str) -> Customer:
-    """The customer ``ref`` names (a ``cus_`` id, else an external id), or CustomerNotFound."""
+    """The customer ``ref`` names (a ``cus_`` id; a member's ``usr_`` id: their organisation's;
+    else an external id), or CustomerNotFound."""
     ref = _ref_check(ref)
-    field = "public_id" if PUBLIC_ID.fullmatch(ref) else "external_id"
-    customer = Customer.objects.filter(**{field: ref}).first()
+    if MEMBER_ID.fullmatch(ref):
+        user_pk = User.objects.filter(public_id=ref).values_list("pk", flat=True).first()
+        customer = customer_of_member(user_id=user_pk) if user_pk is not None else None
+    else:
+        field = "public_id" if PUBLIC_ID.fullmatch(ref) else "external_id"
+        customer = Customer.objects.filter(**{field: ref}).first()
     if customer is None:
         raise CustomerNotFound()
     return customer
 
 
 def _owner_pk(customer: Customer) -> int:
-    if customer.user_id is None:  # the customer_has_owner constraint rules this out
-        raise ValueError(f"customer {customer.public_id} has no owner")
+    if customer.user_id is None:  # handed over to its organisation when its opener left
+        raise CustomerEmailTaken(
+            "This customer belongs to an organisation; its owners manage its account.",
+            details={"customer": customer.public_id},
+        )
     return customer.user_id
 
 
@@ -103,7 +120,6 @@ def customer_ref_of(customer: Customer) -> CustomerRef:
     return CustomerRef(
         pk=customer.pk,
         public_id=customer.public_id,
-        user_pk=_owner_pk(customer),
         created_at=customer.created_at,
     )
 
@@ -111,7 +127,9 @@ def customer_ref_of(customer: Customer) -> CustomerRef:
 def customer_resolve(ref: str) -> CustomerRef:
     """:func:`customer_lookup` for the hot path: cached for every process, dropped after commit
     when the customer's external id changes."""
-    key = _ref_cache_key(_ref_check(ref))
+    ref = _ref_check(ref)
+    # A member's reference is dropped when their membership changes (``organisations.cache``).
+    key = account_cache_key(ref, "api-ref") if MEMBER_ID.fullmatch(ref) else _ref_cache_key(ref)
     cached = cache.get(key)
     if isinstance(cached, CustomerRef):
         return cached
@@ -122,7 +140,9 @@ def customer_resolve(ref: str) -> CustomerRef:
 
 def customer_ref_forget(payload: dict[str, Any]) -> None:
     """Outbox handler: drop cached references to a customer (idempotent)."""
-    cache.delete_many([_ref_cache_key(ref) for ref in payload["refs"]])
+    refs = payload["refs"]
+    # The v1 copies too: a process of the release before serving during a rolling deploy.
+    cache.delete_many([*map(_ref_cache_key, refs), *map(_ref_cache_key_v1, refs)])
 
 
 def _refs_changed(refs: list[str]) -> None:
@@ -213,7 +233,13 @@ def _create(*, email: str, external_id: str | None, name: str, actor: Any) -> Cu
     if User.objects.filter(email__iexact=email).exists():
         raise _email_taken(email)
     user = User.objects.create_user(email=email, password=None, name=name)
-    customer = Customer.objects.create(user=user, email=email, name=name, external_id=external_id)
+    customer = Customer.objects.create(
+        user=user,
+        email=email,
+        name=name,
+        external_id=external_id,
+        organisation=personal_organisation_create_locked(user=user, name=name),
+    )
     audit_record(
         action="customer.created",
         actor=actor,

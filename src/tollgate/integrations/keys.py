@@ -98,7 +98,6 @@ class ApiIdentity:
     scopes: frozenset[str]
     rate_limits: Mapping[str, str] = field(default_factory=dict)
     customer_pk: int | None = None
-    customer_user_pk: int | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -114,10 +113,8 @@ class ApiIdentity:
         them at once."""
         if self.is_operator:
             rates: Mapping[str, str] = self.rate_limits
-        elif self.customer_pk is not None and self.customer_user_pk is not None:
-            rates = entitlements_for_customer(
-                customer_pk=self.customer_pk, user_pk=self.customer_user_pk
-            ).api_rate_limits
+        elif self.customer_pk is not None:
+            rates = entitlements_for_customer(customer_pk=self.customer_pk).api_rate_limits
         else:
             rates = {}
         return rates.get(operation) or rates.get("default")
@@ -269,10 +266,7 @@ def _create(fields: dict[str, Any], *, actor: Any) -> IssuedKey:
 
 
 def _plan_allows_keys(customer: Customer) -> bool:
-    if customer.user_id is None:
-        return False
-    entitlements = entitlements_for_customer(customer_pk=customer.pk, user_pk=customer.user_id)
-    return entitlements.has(CUSTOMER_KEYS_FEATURE)
+    return entitlements_for_customer(customer_pk=customer.pk).has(CUSTOMER_KEYS_FEATURE)
 
 
 def _locked(key: ApiKey) -> ApiKey:
@@ -361,12 +355,15 @@ def api_key_usable(key: ApiKey, *, at: dt.datetime) -> bool:
 
 # --- Checking a presented key -----------------------------------------------------------------------
 def _cache_key(lookup: str) -> str:
-    return f"integrations:apikey:{lookup}"
+    # v2: the identity no longer carries the customer's opening account; older copies are never
+    # read, but still dropped for a process of the release before during a rolling deploy.
+    return f"integrations:apikey:v2:{lookup}"
 
 
 def api_key_cached_forget(payload: dict[str, Any]) -> None:
     """Outbox handler: drop a key's cached copy after a change (idempotent)."""
-    cache.delete(_cache_key(str(payload["lookup"])))
+    lookup = str(payload["lookup"])
+    cache.delete_many([_cache_key(lookup), f"integrations:apikey:{lookup}"])
 
 
 def api_key_authenticate(*, presented: str) -> ApiIdentity:
@@ -408,7 +405,6 @@ def _load(lookup: str) -> _Cached | None:
             scopes=frozenset(found.scopes),
             rate_limits=dict(found.rate_limits),
             customer_pk=found.customer_id,
-            customer_user_pk=found.customer.user_id if found.customer else None,
         ),
         expires_at=found.expires_at,
         revoked=found.revoked_at is not None,

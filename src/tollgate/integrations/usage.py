@@ -150,9 +150,7 @@ def _record(reports: Sequence[UsageReport], now: dt.datetime) -> UsageRecorded:
     for report in fresh:
         customer = report.customer
         if customer.pk not in entitlements:
-            entitlements[customer.pk] = entitlements_for_customer(
-                customer_pk=customer.pk, user_pk=customer.user_pk
-            )
+            entitlements[customer.pk] = entitlements_for_customer(customer_pk=customer.pk)
         if resets[report.metric] == Metric.Reset.LEVEL:
             start = LEVEL_PERIOD_START
         else:

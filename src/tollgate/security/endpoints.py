@@ -112,6 +112,7 @@ ENDPOINT_CHECKS: dict[str, Callable[[HttpRequest], list[Check]]] = {
     "mfa_reauthenticate": _mfa_reauthenticate,
     "account_reauthenticate": _per_user("reauthenticate-user"),
     "web:account_delete": _per_user("reauthenticate-user"),
+    "web:organisation_transfer": _per_user("reauthenticate-user"),
     "account_change_password": _per_user("password-change-user"),
     "account_set_password": _per_user("password-change-user"),
     "account_email": _per_user("email-user"),

@@ -75,7 +75,7 @@ def signed_in_user(request: HttpRequest) -> User:
 def _offers(customer: Customer) -> list[UpgradeOffer]:
     """Upgrade prompts: features the plan lacks, and limits the reported usage nearly uses up."""
     ref = customer_ref_of(customer)
-    current = entitlements_for_customer(customer_pk=customer.pk, user_pk=ref.user_pk)
+    current = entitlements_for_customer(customer_pk=customer.pk)
     totals = usage_current(customer=ref, entitlements=current).totals
     return upgrade_offers_for(current=current, usage=totals)
 

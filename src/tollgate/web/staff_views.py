@@ -41,6 +41,7 @@ from tollgate.core.errors import IdempotencyKeyInProgress, TollgateError
 from tollgate.core.idempotency import form_token_issue, form_token_redeem
 from tollgate.core.money import Money
 from tollgate.ops.backup_status import backup_status
+from tollgate.organisations.selectors import organisation_overview
 from tollgate.web import errors
 from tollgate.web.staff_forms import (
     AuditFilterForm,
@@ -147,6 +148,7 @@ def customer(request: HttpRequest, customer_id: str) -> HttpResponse:
         "customer": found,
         "summary": summary.customer_summary(customer=found),
         "payment_methods": summary.customer_payment_methods(customer=found),
+        "organisation": organisation_overview(organisation_id=found.organisation_id),
         "subscriptions": table_page(
             summary.customer_subscriptions(customer=found),
             params=params,

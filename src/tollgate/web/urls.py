@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tollgate.web import account_api_key_views, email_views, views
+from tollgate.web import account_api_key_views, email_views, organisation_views, views
 
 app_name = "web"
 
@@ -20,6 +20,42 @@ urlpatterns = [
         "account/api-keys/<str:key_id>/revoke/",
         account_api_key_views.api_key_revoke,
         name="account_api_key_revoke",
+    ),
+    path("account/organisation/", organisation_views.organisation, name="organisation"),
+    path(
+        "account/organisation/name/",
+        organisation_views.organisation_rename,
+        name="organisation_rename",
+    ),
+    path(
+        "account/organisation/invite/",
+        organisation_views.organisation_invite,
+        name="organisation_invite",
+    ),
+    path(
+        "account/organisation/invitations/<str:invitation_id>/revoke/",
+        organisation_views.invitation_revoke,
+        name="organisation_invitation_revoke",
+    ),
+    path(
+        "account/organisation/members/<str:user_id>/remove/",
+        organisation_views.member_remove,
+        name="organisation_member_remove",
+    ),
+    path(
+        "account/organisation/leave/",
+        organisation_views.organisation_leave,
+        name="organisation_leave",
+    ),
+    path(
+        "account/organisation/transfer/",
+        organisation_views.organisation_transfer,
+        name="organisation_transfer",
+    ),
+    path(
+        "organisation/invitations/<str:token>/",
+        organisation_views.invitation,
+        name="organisation_invitation",
     ),
     path("email/unsubscribe/<str:token>/", email_views.unsubscribe, name="email_unsubscribe"),
 ]

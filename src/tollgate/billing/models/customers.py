@@ -15,8 +15,10 @@ from tollgate.core.ids import (
 
 
 class Customer(models.Model):
-    """Who pays. Owned by one account today; an organisation can become the owner later, which is
-    why the owner is a nullable link guarded by a constraint rather than the primary key.
+    """Who pays: the billing side of an organisation (``organisation``), whose owners and admins
+    manage it. ``user`` is the account that opened it; it is cleared when that account leaves an
+    organisation that others still share (the customer stays with them), so the account can open
+    a customer of its own again.
 
     ``next_invoice_sequence`` is taken under this row's lock when an invoice is finalized, so numbers
     are gapless per customer without serializing every worker on one counter.
@@ -29,6 +31,15 @@ class Customer(models.Model):
         null=True,
         blank=True,
         related_name="billing_customer",
+    )
+    # Null only for a customer written by a release without organisations, until the backfill
+    # (billing migration 0011) or its next billing step gives it its personal organisation.
+    organisation = models.OneToOneField(
+        "organisations.Organisation",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="customer",
     )
     email = models.EmailField(max_length=254, help_text="Where receipts and payment notices go")
     name = models.CharField(max_length=150, blank=True)
@@ -44,7 +55,10 @@ class Customer(models.Model):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(user__isnull=False), name="customer_has_owner"),
+            models.CheckConstraint(
+                condition=Q(user__isnull=False) | Q(organisation__isnull=False),
+                name="customer_has_opener_or_organisation",
+            ),
             models.CheckConstraint(
                 condition=Q(next_invoice_sequence__gte=1), name="customer_invoice_sequence_positive"
             ),

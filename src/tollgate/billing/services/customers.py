@@ -4,10 +4,11 @@ and customers."""
 
 from __future__ import annotations
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
+from tollgate.billing import selectors
 from tollgate.billing.errors import InvoiceNotPayable, PaymentInProgress, PaymentMethodNotFound
 from tollgate.billing.gateways.base import SetupSession, SetupStatus
 from tollgate.billing.gateways.registry import gateway_get
@@ -16,21 +17,42 @@ from tollgate.billing.models import Customer, Invoice, PaymentMethod
 from tollgate.billing.services.payments import invoice_charge
 from tollgate.billing.states import PAYMENT_LIVE, InvoiceStatus
 from tollgate.core import clock
+from tollgate.organisations.errors import BillingManagedByOthers
+from tollgate.organisations.locks import lock_account
+from tollgate.organisations.models import BILLING_ROLES, Membership, Organisation, Role
+from tollgate.organisations.steps import (
+    owner_membership_restore_locked,
+    personal_organisation_create_locked,
+)
 
 
 def customer_get_or_create(*, user: User) -> Customer:
-    """The billing customer of ``user``, created on first use. Safe under concurrent calls: the
-    one-to-one constraint lets one insert win and the others read it."""
-    existing = Customer.objects.filter(user=user).first()
-    if existing is not None:
+    """The billing customer ``user`` manages, created on first use with the account's personal
+    organisation (the account its owner). A customer opened before organisations existed gets its
+    personal organisation here; an account that left a team becomes the owner of its own earlier
+    customer again. A plain member of an organisation is refused (BillingManagedByOthers): its
+    owners and admins pay. Safe under concurrent calls: the account's row is locked first."""
+    existing = selectors.customer_for(user=user)
+    if existing is not None and existing.organisation_id is not None:
         return existing
     with transaction.atomic(durable=True):
-        try:
-            with transaction.atomic():
-                customer = Customer.objects.create(user=user, email=user.email)
-        except IntegrityError:
-            return Customer.objects.get(user=user)
-        audit_record(action="billing.customer_created", actor=user, target=customer)
+        locked_user = lock_account(user)
+        membership = Membership.objects.filter(user=locked_user).first()
+        if membership is not None:
+            if membership.role not in BILLING_ROLES:
+                raise BillingManagedByOthers()
+            return Customer.objects.get(organisation_id=membership.organisation_id)
+        customer = Customer.objects.select_for_update().filter(user=locked_user).first()
+        if customer is None:
+            customer = Customer.objects.create(user=locked_user, email=locked_user.email)
+            audit_record(action="billing.customer_created", actor=user, target=customer)
+        if customer.organisation is None:
+            customer.organisation = personal_organisation_create_locked(
+                user=locked_user, name=customer.name
+            )
+            customer.save(update_fields=["organisation"])
+        else:
+            owner_membership_restore_locked(user=locked_user, organisation=customer.organisation)
     return customer
 
 
@@ -189,3 +211,27 @@ def customer_gateway_forget(*, customer: Customer, gateway: str, reference: str)
             details={"gateway": gateway, "payment_methods": forgotten},
         )
     return locked
+
+
+def customer_opener_departed_locked(organisation: Organisation, user: User) -> None:
+    """Registered with ``organisations.registry``: in the transaction where ``user`` left
+    ``organisation`` (locked), a customer they opened stays with the organisation when others
+    still share it: the opening account is cleared, and its receipts go to an owner from now on."""
+    customer = Customer.objects.select_for_update().filter(organisation=organisation, user=user)
+    locked = customer.first()
+    owner = (
+        Membership.objects.filter(organisation=organisation, role=Role.OWNER)
+        .select_related("user")
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if locked is None or owner is None:
+        return
+    locked.user, locked.email = None, owner.user.email
+    locked.save(update_fields=["user", "email"])
+    audit_record(
+        action="billing.customer_handed_over",
+        actor=user,
+        target=locked,
+        details={"organisation": organisation.public_id, "opened_by": user.public_id},
+    )

@@ -1,0 +1,42 @@
+"""What other apps decide about organisations, registered from their ``AppConfig.ready`` (the
+organisations app sits below billing and never imports it).
+
+- a departure check: called, under the organisation's lock, before its last member leaves it to
+  join another organisation; raises a ``TollgateError`` to refuse (billing refuses while the
+  organisation still pays for a plan).
+- a departure handler: called in the transaction that removed a member (left or removed), with
+  the organisation locked; billing hands the customer over to the organisation when the member who
+  opened it goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tollgate.accounts.models import User
+from tollgate.organisations.models import Organisation
+
+DepartureCheck = Callable[[Organisation], None]
+DepartureHandler = Callable[[Organisation, User], None]
+_departure_checks: list[DepartureCheck] = []
+_departure_handlers: list[DepartureHandler] = []
+
+
+def departure_check_register(check: DepartureCheck) -> None:
+    if check not in _departure_checks:
+        _departure_checks.append(check)
+
+
+def departure_checks_run(organisation: Organisation) -> None:
+    for check in _departure_checks:
+        check(organisation)
+
+
+def departure_handler_register(handler: DepartureHandler) -> None:
+    if handler not in _departure_handlers:
+        _departure_handlers.append(handler)
+
+
+def member_departed_locked(organisation: Organisation, user: User) -> None:
+    for handler in _departure_handlers:
+        handler(organisation, user)
