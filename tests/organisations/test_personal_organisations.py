@@ -18,7 +18,7 @@ from tollgate.organisations.models import Membership, Organisation, Role
 pytestmark = pytest.mark.django_db
 
 backfill = __import__(
-    f"{billing_migrations}.0011_customer_organisation_backfill", fromlist=["backfill"]
+    f"{billing_migrations}.0012_customer_organisation_backfill", fromlist=["backfill"]
 ).backfill
 
 

@@ -33,7 +33,7 @@ class Customer(models.Model):
         related_name="billing_customer",
     )
     # Null only for a customer written by a release without organisations, until the backfill
-    # (billing migration 0011) or its next billing step gives it its personal organisation.
+    # (billing migration 0012) or its next billing step gives it its personal organisation.
     organisation = models.OneToOneField(
         "organisations.Organisation",
         on_delete=models.PROTECT,

@@ -1,6 +1,6 @@
 """Every existing customer gets its personal organisation, with its account as the owner.
 
-Safe while the previous release serves requests: the column was added nullable (0010), this runs
+Safe while the previous release serves requests: the column was added nullable (0011), this runs
 outside one long transaction (a short one per batch of customers), touches only customers without
 an organisation, and the previous release never reads the new rows. Customers that release writes
 after the backfill get their organisation at their next billing step (``customer_get_or_create``).
@@ -52,6 +52,6 @@ def backfill(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("billing", "0010_customer_organisation")]
+    dependencies = [("billing", "0011_customer_organisation")]
 
     operations = [migrations.RunPython(backfill, migrations.RunPython.noop, elidable=True)]

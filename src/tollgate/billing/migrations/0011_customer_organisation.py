@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0009_coupons_and_discounts'),
+        ('billing', '0010_hot_query_indexes'),
         ('organisations', '0001_initial'),
     ]
 
