@@ -19,6 +19,7 @@ from tollgate.organisations.errors import (
     PasswordIncorrect,
 )
 from tollgate.organisations.models import Membership, Role
+from tollgate.web.account_deletion import account_delete
 
 pytestmark = pytest.mark.django_db
 
@@ -96,3 +97,25 @@ def test_removing_members_admins_remove_members_only_owners_remove_admins(
     removed = AuditEvent.objects.filter(action="organisations.member_removed")
     assert {e.details["member"] for e in removed} == {member.public_id, other_admin.public_id}
     assert all(e.target_id == organisation.public_id for e in removed)
+
+
+def test_deleting_a_members_account_leaves_the_team_and_its_plan_untouched(
+    organisation, owner, paying, join
+):
+    member = join(organisation, owner, "bob@example.org").user
+    account_delete(user=member)
+    assert not Membership.objects.filter(user=member).exists()
+    paying.refresh_from_db()
+    assert paying.email == "owner@example.org"
+    assert selectors.subscription_current(customer=paying).status == "active"
+
+
+def test_the_last_owner_of_a_team_cannot_delete_their_account_before_handing_it_over(
+    organisation, owner, paying, join
+):
+    join(organisation, owner, "bob@example.org")
+    with pytest.raises(LastOwner):
+        account_delete(user=owner)
+    owner.refresh_from_db()
+    assert owner.is_active
+    assert selectors.subscription_current(customer=paying).status == "active"

@@ -9,6 +9,10 @@ again: the subscription is cancelled now (a payment in progress refuses that, an
 yet), then API keys are revoked and saved cards removed, then one transaction anonymises the account
 and its customer and records ``account.deleted``, then the person's audit events lose their actor
 (``audit_actor_anonymise``, its own transaction), and their sessions are ended.
+
+An organisation others share goes on without them: they leave it first (its last owner is refused
+until ownership is transferred, with nothing changed), and its customer and subscription are not
+touched; what they opened and kept for themselves is closed as above.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from tollgate.billing.models import Customer, PaymentMethod
 from tollgate.billing.selectors import customer_for, subscription_current
 from tollgate.integrations import keys
 from tollgate.integrations.models import ApiKey
+from tollgate.organisations.selectors import member_count, membership_of
+from tollgate.organisations.services import member_leave
 
 
 def deleted_email(user: User) -> str:
@@ -47,7 +53,7 @@ def _billing_stop(*, user: User, customer: Customer) -> None:
         billing.payment_method_detach(payment_method=method, actor=user)
 
 
-def _anonymise(*, user: User, customer: Customer | None) -> None:
+def _anonymise(*, user: User, customers: list[Customer]) -> None:
     with transaction.atomic(durable=True):
         locked = User.objects.select_for_update().get(pk=user.pk)
         address = deleted_email(locked)
@@ -58,15 +64,14 @@ def _anonymise(*, user: User, customer: Customer | None) -> None:
         locked.save(update_fields=["email", "name", "is_active", "password"])
         EmailAddress.objects.filter(user=locked).delete()
         Authenticator.objects.filter(user=locked).delete()
-        if customer is not None:
-            # Billing has no service that renames a customer; these two columns only, under the
-            # account's lock (a customer belongs to one account).
-            Customer.objects.filter(pk=customer.pk).update(name="", email=address)
+        # Billing has no service that renames a customer; these two columns only, under the
+        # account's lock (no one else shares these customers).
+        Customer.objects.filter(pk__in=[c.pk for c in customers]).update(name="", email=address)
         audit_record(
             action="account.deleted",
             actor=locked,
             target=locked,
-            details={"customer": customer.public_id if customer is not None else None},
+            details={"customer": customers[0].public_id if customers else None},
         )
     user.refresh_from_db()
 
@@ -80,10 +85,14 @@ def account_delete(*, user: User) -> User:
 
     Raises the billing error (nothing changed) when the subscription cannot be cancelled now, e.g.
     while a payment is in progress. Safe to call again after a failure part-way."""
-    customer = customer_for(user=user)
-    if customer is not None:
+    membership = membership_of(user=user)
+    if membership is not None and member_count(organisation=membership.organisation) > 1:
+        member_leave(organisation=membership.organisation, user=user)
+    found = [customer_for(user=user), *Customer.objects.filter(user=user)]
+    customers = list({c.pk: c for c in found if c is not None}.values())
+    for customer in customers:
         _billing_stop(user=user, customer=customer)
-    _anonymise(user=user, customer=customer)
+    _anonymise(user=user, customers=customers)
     audit_actor_anonymise(user=user)
     for session in UserSession.objects.filter(user=user):
         session.end()
