@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.apps import apps
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
 from tests.conftest import STRONG_PASSWORD
 from tollgate.accounts.models import User
@@ -68,3 +68,16 @@ def test_the_backfill_gives_each_customer_its_personal_organisation_once():
             customer.organisation_id,
             Role.OWNER,
         )
+
+
+def test_the_organisation_link_is_unique_and_a_foreign_key_on_every_database(owner):
+    customer = services.customer_get_or_create(user=owner)
+    other = User.objects.create_user(email="other@example.org", password=STRONG_PASSWORD)
+    second = services.customer_get_or_create(user=other)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Customer.objects.filter(pk=second.pk).update(organisation=customer.organisation)
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, Customer._meta.db_table)
+    on_column = [c for c in found.values() if c["columns"] == ["organisation_id"]]
+    assert any(c["unique"] for c in on_column)
+    assert any(c["foreign_key"] == ("organisations_organisation", "id") for c in on_column)

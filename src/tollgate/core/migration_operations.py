@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.postgres.operations import AddIndexConcurrently
-from django.db.migrations.operations import AddIndex
+from django.db.migrations.operations import AddField, AddIndex
 from django.db.migrations.operations.base import Operation
 
 
@@ -87,3 +87,39 @@ class AddPostgresIndexConcurrently(Operation):
                 "columns": self.columns,
             },
         )
+
+
+class AddNullableOneToOneConcurrentlyOnPostgres(AddField):
+    """``AddField`` of a nullable one-to-one link to a large table without blocking it on
+    PostgreSQL: the column is added empty (no rewrite), its unique index is built concurrently and
+    then made the constraint, and the foreign key is added ``NOT VALID`` and validated apart
+    (which does not block writes). Elsewhere: the plain ``AddField``. Later migrations find the
+    constraints by introspection, so their names need not be Django's own. The migration must say
+    ``atomic = False``."""
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        if schema_editor.connection.vendor != "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+            return
+        model = to_state.apps.get_model(app_label, self.model_name)
+        field = model._meta.get_field(self.name)
+        if not (field.null and field.one_to_one):
+            raise ValueError("only a nullable one-to-one link is added this way")
+        quote = schema_editor.quote_name
+        table, column = model._meta.db_table, field.column
+        target = field.remote_field.model._meta
+        target_column = target.get_field(field.remote_field.field_name).column
+        unique, foreign = f"{table}_{column}_uniq", f"{table}_{column}_fk"
+        for statement in (
+            f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} bigint NULL",
+            f"CREATE UNIQUE INDEX CONCURRENTLY {quote(unique)} ON {quote(table)} ({quote(column)})",
+            f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(unique)} UNIQUE USING INDEX "
+            f"{quote(unique)}",
+            f"ALTER TABLE {quote(table)} ADD CONSTRAINT {quote(foreign)} FOREIGN KEY "
+            f"({quote(column)}) REFERENCES {quote(target.db_table)} ({quote(target_column)}) "
+            "DEFERRABLE INITIALLY DEFERRED NOT VALID",
+            f"ALTER TABLE {quote(table)} VALIDATE CONSTRAINT {quote(foreign)}",
+        ):
+            schema_editor.execute(statement)
