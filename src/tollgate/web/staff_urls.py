@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tollgate.web import staff_api_key_views, staff_audit_views
+from tollgate.web import staff_api_key_views, staff_audit_views, staff_coupon_views
 from tollgate.web import staff_revenue_views as revenue_views
 from tollgate.web import staff_views as views
 from tollgate.web import staff_webhook_views as webhook_views
@@ -20,6 +20,23 @@ urlpatterns = [
         "subscriptions/<str:subscription_id>/extend/",
         views.subscription_extend,
         name="subscription_extend",
+    ),
+    path(
+        "subscriptions/<str:subscription_id>/discount/",
+        staff_coupon_views.subscription_discount,
+        name="subscription_discount",
+    ),
+    path("coupons/", staff_coupon_views.coupons, name="coupons"),
+    path("coupons/<str:coupon_id>/", staff_coupon_views.coupon, name="coupon"),
+    path(
+        "coupons/<str:coupon_id>/archive/",
+        staff_coupon_views.coupon_archive,
+        name="coupon_archive",
+    ),
+    path(
+        "codes/<str:code_id>/archive/",
+        staff_coupon_views.promotion_code_archive,
+        name="promotion_code_archive",
     ),
     path("invoices/<str:invoice_id>/retry/", views.invoice_retry, name="invoice_retry"),
     path("reconciliation/", views.reconciliation_list, name="reconciliation"),

@@ -22,6 +22,7 @@ from tollgate.billing.steps.subscriptions import subscription_event_publish
 from tollgate.catalog.models import Plan
 from tollgate.core import clock
 from tollgate.core.errors import Conflict, PermissionDenied, ValidationFailed
+from tollgate.core.idempotency import IdempotencyClaim, PublicIdResult, idempotent
 from tollgate.core.money import validate_currency
 
 
@@ -179,14 +180,37 @@ def promotion_code_archive(*, promotion: PromotionCode, actor: User) -> Promotio
 
 
 def subscription_discount_apply(
-    *, subscription: Subscription, coupon: Coupon, actor: User
+    *, subscription: Subscription, coupon: Coupon, actor: User, idempotency_key: str | None = None
 ) -> Discount:
     """Apply ``coupon`` to an existing subscription (staff): it counts as a redemption of the
     coupon and covers the invoices from the next one on (the first one if none was made yet), for
     the coupon's duration; a discount the subscription had ends now. Refused with
     ``PromotionCodeRefused`` as a code would be (expired, exhausted, not for this plan, first-time
-    customers only), and for an ended subscription. Audited."""
+    customers only), and for an ended subscription. Audited.
+
+    With ``idempotency_key`` (a form's single-use token) it is done once per key of the customer:
+    the same form sent again returns the first discount without counting another redemption."""
     _staff(actor)
+    if idempotency_key is None:
+        return _discount_apply(subscription=subscription, coupon=coupon, actor=actor, claim=None)
+    return idempotent(
+        scope=subscription.customer.public_id,
+        key=idempotency_key,
+        operation="subscription_discount_apply",
+        parameters={"subscription": subscription.public_id, "coupon": coupon.public_id},
+        result=_DISCOUNT_RESULT,
+        work=lambda claim: _discount_apply(
+            subscription=subscription, coupon=coupon, actor=actor, claim=claim
+        ),
+    )
+
+
+_DISCOUNT_RESULT = PublicIdResult(Discount)
+
+
+def _discount_apply(
+    *, subscription: Subscription, coupon: Coupon, actor: User, claim: IdempotencyClaim | None
+) -> Discount:
     now = clock.now()
     with transaction.atomic(durable=True):
         locks = lock_subscription(subscription)
@@ -205,6 +229,8 @@ def subscription_discount_apply(
             customer=locks.customer, subscription=current, coupon=fresh, promotion=None, now=now
         )
         subscription_event_publish(subscription=current, event_type="subscription.updated")
+        if claim is not None:
+            claim.checkpoint(_DISCOUNT_RESULT.dump(discount))
         audit_record(
             action="billing.discount_applied",
             actor=actor,
