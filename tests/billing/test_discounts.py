@@ -38,6 +38,24 @@ def test_a_percentage_off_rounds_up_in_minor_units_of_any_currency(
     assert amount_off(coupon=percent(coupon_percent), amount=amount, currency=currency) == expected
 
 
+@pytest.mark.parametrize(
+    ("coupon_percent", "amount", "step", "expected"),
+    [
+        ("15", 1990, 10, 300),  # KWD at Stripe: 298.5 fils rounds up to 300, leaving 1690
+        ("33.33", 1000, 10, 340),
+        ("10", 250_000, 100, 25_000),  # MGA at Stripe: whole ariary
+        ("12.5", 9900, 100, 1300),
+        ("100", 1990, 10, 1990),
+    ],
+)
+def test_a_percentage_off_rounds_up_to_the_gateways_charge_step(
+    coupon_percent, amount, step, expected
+):
+    off = amount_off(coupon=percent(coupon_percent), amount=amount, currency="KWD", step=step)
+    assert off == expected
+    assert (amount - off) % step == 0
+
+
 def test_a_fixed_amount_applies_in_its_own_currency_only_and_never_below_zero():
     assert amount_off(coupon=fixed(500, "USD"), amount=2900, currency="USD") == 500
     assert amount_off(coupon=fixed(5000, "USD"), amount=2900, currency="USD") == 2900

@@ -3,12 +3,15 @@ invoices a discount applies to. Reads and arithmetic only; the writes are in ``s
 and ``services.discounts``.
 
 **The rounding rule of a percentage.** A coupon of ``p`` percent (up to two decimals) takes
-``ceil(A * p / 100)`` minor units off an amount ``A``: rounded up, in the customer's favour, like
-every rounding in Tollgate (``proration.py``). Minor units are whole whatever the currency's
-exponent, so the rule is the same for JPY (no decimals), USD (two) and KWD (three): 33.33% of
-JPY 1000 is 334 yen off, 15% of KWD 1.999 (1999 fils) is 300 fils off. A fixed amount takes
-``min(amount_off, A)`` off an amount in its own currency and nothing off any other currency. A
-discount never takes an amount below zero.
+``min(A, ceil(A * p / (100 * s)) * s)`` minor units off an amount ``A``: rounded up, in the
+customer's favour, to a whole number of the gateway's charge steps ``s`` (``proration.py``: 1
+almost everywhere, at Stripe 10 for the three-decimal currencies and 100 for MGA), so what is left
+to pay is still an amount the gateway charges exactly. Minor units are whole whatever the
+currency's exponent, so the rule is the same for JPY (no decimals), USD (two) and KWD (three):
+33.33% of JPY 1000 is 334 yen off, 15% of KWD 1.990 (1990 fils, step 10) is 300 fils off. A fixed
+amount (itself a whole number of steps: ``coupon_create`` checks) takes ``min(amount_off, A)`` off
+an amount in its own currency and nothing off any other currency. A discount never takes an
+amount below zero.
 
 **Which invoices.** A discount applies to the invoice of every billing period that starts in
 ``[starts_at, ends_at)`` while the coupon fits the subscription's price (one of its plans, if it
@@ -57,13 +60,14 @@ def code_normalize(code: str) -> str:
     return code.strip().upper()
 
 
-def amount_off(*, coupon: Coupon, amount: int, currency: str) -> int:
-    """What ``coupon`` takes off ``amount`` minor units of ``currency`` (the rule above)."""
+def amount_off(*, coupon: Coupon, amount: int, currency: str, step: int = 1) -> int:
+    """What ``coupon`` takes off ``amount`` minor units of ``currency``, in charge steps of
+    ``step`` (the rule above)."""
     if amount <= 0:
         return 0
     if coupon.percent_off is not None:
         hundredths = int(coupon.percent_off * 100)  # two decimals: exact
-        return min(amount, -(-amount * hundredths // 10_000))
+        return min(amount, -(-amount * hundredths // (10_000 * step)) * step)
     if coupon.currency != currency or coupon.amount_off is None:
         return 0
     return min(coupon.amount_off, amount)
@@ -174,17 +178,23 @@ def discounts_live(subscription_ids: Iterable[int]) -> dict[int, Discount]:
 
 
 def discount_amount_for(
-    *, discount: Discount | None, price: Price, amount: int, period_start: dt.datetime
+    *,
+    discount: Discount | None,
+    price: Price,
+    amount: int,
+    period_start: dt.datetime,
+    step: int = 1,
 ) -> int:
     """What ``discount`` (read by ``discounts_live``) takes off ``amount`` of ``price`` for the
-    period starting at ``period_start``: 0 when it does not cover that period or fit the price."""
+    period starting at ``period_start``, in charge steps of ``step``: 0 when it does not cover
+    that period or fit the price."""
     if discount is None or not discount_covers(discount=discount, period_start=period_start):
         return 0
     coupon = discount.coupon
     plan_ids = [plan.pk for plan in coupon.plans.all()]
     if not coupon_fits(coupon=coupon, price=price, plan_ids=plan_ids):
         return 0
-    return amount_off(coupon=coupon, amount=amount, currency=price.currency)
+    return amount_off(coupon=coupon, amount=amount, currency=price.currency, step=step)
 
 
 def coupon_terms(coupon: Coupon) -> str:

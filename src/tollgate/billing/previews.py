@@ -73,7 +73,7 @@ def upgrade_proration(
 
     def off(on: Price) -> int:
         return discounts.discount_amount_for(
-            discount=discount, price=on, amount=on.amount, period_start=period.start
+            discount=discount, price=on, amount=on.amount, period_start=period.start, step=step
         )
 
     old_off, new_off = off(old), off(price)

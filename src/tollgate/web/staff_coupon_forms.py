@@ -14,6 +14,7 @@ from tollgate.billing.models import Coupon
 from tollgate.catalog.models import Plan
 from tollgate.core.errors import TollgateError
 from tollgate.core.money import money_from_major_units, validate_currency
+from tollgate.web.staff_forms import TokenForm
 
 
 class RefusalForm(forms.Form):
@@ -133,8 +134,7 @@ class CouponChoiceField(forms.ModelChoiceField[Coupon]):
         return f"{obj.name}: {coupon_terms(obj)}"
 
 
-class ApplyCouponForm(forms.Form):
-    form_token = forms.CharField(widget=forms.HiddenInput)
+class ApplyCouponForm(TokenForm):
     coupon = CouponChoiceField(
         label="Coupon",
         queryset=Coupon.objects.filter(archived_at__isnull=True).order_by("name"),

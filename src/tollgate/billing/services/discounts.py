@@ -23,7 +23,7 @@ from tollgate.catalog.models import Plan
 from tollgate.core import clock
 from tollgate.core.errors import Conflict, PermissionDenied, ValidationFailed
 from tollgate.core.idempotency import IdempotencyClaim, PublicIdResult, idempotent
-from tollgate.core.money import validate_currency
+from tollgate.core.money import Money, chargeable_exactly, validate_currency
 
 
 def _staff(actor: User) -> None:
@@ -71,6 +71,11 @@ def coupon_create(
             currency = validate_currency(currency)
         except ValueError as exc:
             raise _invalid("A fixed amount needs its currency (ISO 4217).", "currency") from exc
+        if not chargeable_exactly(Money(amount_off, currency)):
+            raise _invalid(
+                f"The payment gateway cannot charge {currency} in this precision; round it.",
+                "amount_off",
+            )
     else:
         currency = ""
     if duration not in Coupon.Duration.values:

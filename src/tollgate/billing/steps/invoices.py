@@ -15,6 +15,7 @@ from tollgate.billing import discounts, periods, previews
 from tollgate.billing.conf import InvoiceNumbering, billing_settings
 from tollgate.billing.emails import subscription_confirmation_send
 from tollgate.billing.errors import InvoiceImmutable, InvoiceTotalsMismatch
+from tollgate.billing.gateways.registry import gateway_charge_step
 from tollgate.billing.ledger import (
     invoice_closed_posting,
     invoice_finalized_posting,
@@ -80,7 +81,11 @@ def period_invoice_build(
     )
     lines = [plan_charge_line(price=price, period=period)]
     off = discounts.discount_amount_for(
-        discount=discount, price=price, amount=price.amount, period_start=period.start
+        discount=discount,
+        price=price,
+        amount=price.amount,
+        period_start=period.start,
+        step=gateway_charge_step(price.currency) if discount is not None else 1,
     )
     if off and discount is not None:
         lines.append(discount_line(discount=discount, amount=off, price=price, period=period))
