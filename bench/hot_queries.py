@@ -167,7 +167,8 @@ def cases(found: Sample) -> dict[str, Callable[[], object]]:
             get(api, f"{path}{'&' if '?' in path else '?'}starting_after={cursor}")
 
     now = clock.now()
-    email_prefix = customer.email[:6]
+    # What staff type: most of an address (a short prefix of a common name matches thousands).
+    email_prefix = customer.email.split("@")[0]
     name_part = customer.name.split()[-1][1:5]
     return {
         "billing_page": lambda: get(page, "/billing/"),
@@ -210,7 +211,7 @@ def cases(found: Sample) -> dict[str, Callable[[], object]]:
         "staff_lookup_invoice_number": lookup(found.invoice.number or ""),
         "staff_lookup_card_last4": lookup(found.card_last4),
         "staff_lookup_gateway_id": lookup(customer.gateway_reference),
-        "staff_lookup_past_due_email": lookup(past_due.email[:8]),
+        "staff_lookup_past_due_email": lookup(past_due.email.split("@")[0].upper()),
     }
 
 
