@@ -99,3 +99,14 @@ def test_staff_see_the_organisation_on_the_customer_page(
     assert organisation.public_id in text
     assert "bob@example.org" in text
     assert "organisations.invitation_accepted" in text  # in the audit trail
+
+
+def test_a_member_is_told_who_manages_api_keys_and_cannot_create_one(organisation, owner, join):
+    member = join(organisation, owner, "bob@example.org").user
+    client = _client(member)
+    page = client.get("/account/api-keys/")
+    assert page.status_code == 200
+    assert b"owners and admins manage its API keys" in page.content
+    assert b"Create the key" not in page.content
+    refused = client.post("/account/api-keys/", {"name": "mine", "scopes": ["usage:write"]})
+    assert refused.status_code == 403

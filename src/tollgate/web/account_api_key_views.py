@@ -22,6 +22,9 @@ from tollgate.billing.selectors import customer_for
 from tollgate.core.errors import ValidationFailed
 from tollgate.integrations import keys
 from tollgate.integrations.models import ApiKey
+from tollgate.organisations.errors import BillingManagedByOthers
+from tollgate.organisations.models import Role
+from tollgate.organisations.selectors import role_of
 from tollgate.web import errors
 from tollgate.web.api_key_forms import ApiKeyCreateForm, RotateForm, key_rows
 
@@ -53,7 +56,11 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     """The customer's keys, and the form that creates one when their plan includes API access."""
     user = _user(request)
     customer = customer_for(user=user)
-    in_plan = _in_plan(user)
+    # A plain member of an organisation uses its plan; its owners and admins manage its keys.
+    member_only = customer is None and role_of(user=user) == Role.MEMBER
+    in_plan = not member_only and _in_plan(user)
+    if request.method == "POST" and member_only:
+        return errors.from_exception(request, BillingManagedByOthers())
     if request.method == "POST" and (customer is None or not in_plan):
         return errors.from_exception(request, keys.ApiKeysNotInPlan())
     form = None
@@ -82,7 +89,7 @@ def api_keys(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "account/api_keys/list.html",
-        {"form": form, "in_plan": in_plan, "rows": key_rows(owned)},
+        {"form": form, "in_plan": in_plan, "member_only": member_only, "rows": key_rows(owned)},
         status=422 if form is not None and form.is_bound else 200,
     )
 
