@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, Subquery
 
 from tollgate.billing.models import (
     Customer,
@@ -27,7 +27,7 @@ from tollgate.billing.states import (
 )
 from tollgate.core.errors import NotFound
 from tollgate.organisations.errors import CannotJoin
-from tollgate.organisations.models import BILLING_ROLES, Role
+from tollgate.organisations.models import BILLING_ROLES, Membership, Role
 
 
 def subscription_current(*, customer: Customer) -> Subscription | None:
@@ -57,11 +57,14 @@ def payment_method_default(*, customer: Customer) -> PaymentMethod | None:
 # --- Customer pages ---------------------------------------------------------------------------------
 def customers_of_account(user_id: int, *, roles: frozenset[str] = frozenset(Role)) -> Q:
     """Customers whose organisation the account belongs to in one of ``roles``, or, for a customer
-    that has no organisation yet (written before organisations existed), that the account opened."""
-    return Q(
-        organisation__memberships__user_id=user_id,
-        organisation__memberships__role__in=sorted(roles),
-    ) | Q(user_id=user_id, organisation__isnull=True)
+    that has no organisation yet (written before organisations existed), that the account opened.
+
+    An account has at most one membership, so its organisation is a scalar subquery: the database
+    then looks both alternatives up by index (a bitmap OR), never scanning the customers."""
+    organisation = Membership.objects.filter(user_id=user_id, role__in=sorted(roles)).values(
+        "organisation_id"
+    )[:1]
+    return Q(organisation_id=Subquery(organisation)) | Q(user_id=user_id, organisation__isnull=True)
 
 
 def customer_for(*, user: Any) -> Customer | None:
