@@ -79,6 +79,17 @@ def test_a_cancellation_with_a_bad_form_token_says_why(subscribed):
     assert FormTokenInvalid.default_message in alerts(response)
 
 
+@pytest.mark.parametrize("token", [None, "forged"], ids=["missing", "mangled"])
+def test_a_checkout_with_a_bad_form_token_says_why(billing_client, price, token):
+    url = reverse("billing:checkout", args=[price("pro").public_id])
+    data = {"action": "card"} if token is None else {"action": "card", "form_token": token}
+    response = billing_client.post(url, data)
+    assert response.status_code == 422
+    assert FormTokenInvalid.default_message in alerts(response)
+    again = billing_client.post(url, {"action": "card", "form_token": form_token(response)})
+    assert again.status_code == 303, alerts(again)  # on to the hosted card form
+
+
 def test_a_plan_change_without_a_plan_says_to_choose_one(subscribed, price):
     page = subscribed.get(f"{reverse('billing:change_plan')}?price={price('starter').public_id}")
     response = subscribed.post(
