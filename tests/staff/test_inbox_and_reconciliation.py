@@ -4,6 +4,7 @@ reconciliation runs with their counts, mismatches and heals."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -147,16 +148,45 @@ def test_a_run_page_shows_its_mismatches(staff_client, runs):
     assert "$31.00" in page
 
 
-def test_a_run_page_shows_its_heals(staff_client, staff, db):
-    run = ReconciliationRun.objects.create(
+def completed_run(**findings) -> ReconciliationRun:
+    """A finished run of the last window with ``findings`` (heals, unresolved and their counts)."""
+    return ReconciliationRun.objects.create(
         gateway="sandbox",
         window_start=clock.now() - clock_offset(),
         window_end=clock.now(),
         status=ReconciliationRun.Status.COMPLETED,
         finished_at=clock.now(),
+        **findings,
+    )
+
+
+def test_a_run_page_shows_its_heals(staff_client, staff, db):
+    run = completed_run(
         healed_count=1,
         heals=[{"object": "payment", "id": "pay_HEALED", "from": "unknown", "to": "succeeded"}],
     )
     page = staff_client.get(f"/staff/reconciliation/{run.public_id}/").text
     assert "pay_HEALED" in page
     assert "from: unknown" in page
+
+
+def test_a_run_pages_and_sorts_its_findings_on_the_server(staff_client, db):
+    run = completed_run(
+        healed_count=30,
+        heals=[
+            {"object": "payment", "id": f"pay_HEALED{n:02d}", "from": "unknown", "to": "succeeded"}
+            for n in range(30)
+        ],
+        unresolved_count=1,
+        unresolved=[{"object": "payment", "id": "pay_OPEN", "status": "unknown", "reason": "x"}],
+    )
+    url = f"/staff/reconciliation/{run.public_id}/"
+    first = staff_client.get(url).text
+    assert len(re.findall(r"pay_HEALED\d\d", first)) == 25
+    assert "Heals (30)" in first
+    assert "pay_OPEN" in first
+    assert 'href="?heals-page=2#heals"' in first
+    second = staff_client.get(url, {"heals-page": "2"}).text
+    assert re.findall(r"pay_HEALED\d\d", second) == [f"pay_HEALED{n:02d}" for n in range(25, 30)]
+    newest_id_first = staff_client.get(url, {"heals-sort": "record", "heals-dir": "desc"}).text
+    assert re.findall(r"pay_HEALED\d\d", newest_id_first)[0] == "pay_HEALED29"

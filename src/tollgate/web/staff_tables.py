@@ -8,7 +8,7 @@ built by the ``staff_tables`` template tags keep every other parameter of the pa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -33,7 +33,7 @@ class Table(Generic[M]):
 
     def name(self, param: str) -> str:
         """The query parameter ``param`` of this table (``page`` -> ``invoices-page``)."""
-        return f"{self.prefix}-{param}" if self.prefix else param
+        return _param(self.prefix, param)
 
     def url(self, **changes: Any) -> str:
         """``?...`` with this table's ``changes`` applied and every other parameter kept."""
@@ -77,23 +77,68 @@ def table_page(
     which the direction does not flip); ``pk`` breaks ties so pages never overlap. ``anchor`` (``#audit``) ends every link, so a reader stays at the table. Two queries: a COUNT and the page (a page past the end shows the last page).
     """
 
-    def name(param: str) -> str:
-        return f"{prefix}-{param}" if prefix else param
-
-    sort = params.get(name("sort"), default)
-    if sort not in sorts:
-        sort = default
-    direction = params.get(name("dir"), default_dir)
-    if direction not in ("asc", "desc"):
-        direction = default_dir
+    sort, direction = _chosen_sort(params, sorts, default, default_dir, prefix)
     field = sorts[sort]
     if field is not None:
         ascending = direction == "asc"
         queryset = queryset.order_by(
             field if ascending else f"-{field}", "pk" if ascending else "-pk"
         )
-    paginator = Paginator(queryset, per_page)
-    page = paginator.get_page(_page_number(params.get(name("page"))))
+    return _paged(queryset, params, sort, direction, prefix, per_page, anchor)
+
+
+def list_page(
+    items: Sequence[Mapping[str, Any]],
+    *,
+    params: QueryDict,
+    sorts: Mapping[str, str | None],
+    default: str,
+    default_dir: str = "asc",
+    prefix: str = "",
+    per_page: int = PER_PAGE,
+    anchor: str = "",
+) -> Table[Any]:
+    """:func:`table_page` for rows kept as a list of mappings (a reconciliation run's findings):
+    ``sorts`` maps each key to the row's key it sorts by (``None``: the list's own order)."""
+    sort, direction = _chosen_sort(params, sorts, default, default_dir, prefix)
+    key = sorts[sort]
+    rows = list(items)
+    if key is not None:
+        rows.sort(key=lambda row: str(row.get(key) or ""), reverse=direction == "desc")
+    return _paged(rows, params, sort, direction, prefix, per_page, anchor)
+
+
+def _chosen_sort(
+    params: QueryDict,
+    sorts: Mapping[str, str | None],
+    default: str,
+    default_dir: str,
+    prefix: str,
+) -> tuple[str, str]:
+    """The sort key and direction asked for, or the table's defaults for anything else."""
+    sort = params.get(_param(prefix, "sort"), default)
+    if sort not in sorts:
+        sort = default
+    direction = params.get(_param(prefix, "dir"), default_dir)
+    if direction not in ("asc", "desc"):
+        direction = default_dir
+    return sort, direction
+
+
+def _param(prefix: str, param: str) -> str:
+    return f"{prefix}-{param}" if prefix else param
+
+
+def _paged(
+    rows: Any,
+    params: QueryDict,
+    sort: str,
+    direction: str,
+    prefix: str,
+    per_page: int,
+    anchor: str,
+) -> Table[Any]:
+    page = Paginator(rows, per_page).get_page(_page_number(params.get(_param(prefix, "page"))))
     return Table(
         prefix=prefix,
         sort=sort,

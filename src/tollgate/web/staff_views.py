@@ -51,7 +51,7 @@ from tollgate.web.staff_forms import (
     RefundForm,
     TokenForm,
 )
-from tollgate.web.staff_tables import table_page
+from tollgate.web.staff_tables import list_page, table_page
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 FormT = TypeVar("FormT", bound=TokenForm)
@@ -409,6 +409,14 @@ def invoice_retry(request: HttpRequest, invoice_id: str) -> HttpResponse:
 
 
 # --- Reconciliation and the inbox ------------------------------------------------------------------------
+# A run's findings (lists kept on the run) by the keys of their rows; "found": the run's own order.
+FINDING_SORTS: dict[str, dict[str, str | None]] = {
+    "mismatches": {"found": None, "kind": "kind", "record": "id"},
+    "heals": {"found": None, "record": "id"},
+    "unresolved": {"found": None, "record": "id", "status": "status"},
+}
+
+
 @require_safe
 @staff_required
 def reconciliation_list(request: HttpRequest) -> HttpResponse:
@@ -424,7 +432,18 @@ def reconciliation_detail(request: HttpRequest, run_id: str) -> HttpResponse:
     run = reports.reconciliation_run_get(public_id=run_id)
     if run is None:
         return _not_found(request)
-    return render(request, "staff/reconciliation_detail.html", {"run": run})
+    findings = {
+        name: list_page(
+            getattr(run, name),
+            params=request.GET,
+            sorts=sorts,
+            default="found",
+            prefix=name,
+            anchor=f"#{name}",
+        )
+        for name, sorts in FINDING_SORTS.items()
+    }
+    return render(request, "staff/reconciliation_detail.html", {"run": run, **findings})
 
 
 @require_safe
