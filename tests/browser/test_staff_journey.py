@@ -32,7 +32,8 @@ def assert_accessible(page: Any) -> None:
     """axe-core (bundled, offline) finds no serious or critical violation on the page."""
     results = Axe().run(page)
     serious = [
-        f"{violation['id']}: {violation['help']} ({len(violation['nodes'])} nodes)"
+        f"{violation['id']}: {violation['help']} ({len(violation['nodes'])} nodes:"
+        f" {[node['target'] for node in violation['nodes']][:3]})"
         for violation in results.response["violations"]
         if violation.get("impact") in SERIOUS
     ]
