@@ -5,12 +5,12 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import django.test.client
 import pytest
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
-import django.test.client
 from django.test import Client, override_settings
 
 from tollgate.accounts.models import User
