@@ -3,6 +3,7 @@ chain and pages through the whole one, and the lean chain keeps every protection
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -150,9 +151,9 @@ def test_pages_keep_their_csrf_check_and_sessions(apps: tuple[Any, Any]) -> None
     assert "csrftoken" in headers.get("Set-Cookie", "") or "Cookie" in headers.get("Vary", "")
 
 
+@pytest.mark.django_db(transaction=True)  # request_started closes old database connections
 def test_the_asgi_application_routes_the_same_way() -> None:
     from asgiref.sync import async_to_sync
-    from asgiref.testing import ApplicationCommunicator
 
     from tollgate.config.handlers import RoutedASGIHandler
 
@@ -164,11 +165,24 @@ def test_the_asgi_application_routes_the_same_way() -> None:
     }  # fmt: skip
 
     async def get() -> list[dict[str, Any]]:
-        communicator = ApplicationCommunicator(application, scope)
-        await communicator.send_input({"type": "http.request", "body": b""})
-        return [await communicator.receive_output(10), await communicator.receive_output(10)]
+        sent: list[dict[str, Any]] = []
+        asked: list[int] = []
+        never = asyncio.Event()
 
-    start, body = async_to_sync(get)()
+        async def receive() -> dict[str, Any]:
+            if not asked:
+                asked.append(1)
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await never.wait()  # the client stays connected; Django stops listening when done
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        await application(scope, receive, send)
+        return sent
+
+    start, body = async_to_sync(get)()[:2]
     headers = {name.decode(): value.decode() for name, value in start["headers"]}
     assert start["status"] == 200
     assert "Content-Security-Policy" in headers

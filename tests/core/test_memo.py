@@ -53,8 +53,9 @@ def test_inside_a_request_a_value_is_computed_once_and_forgotten_at_its_end():
 
 
 @pytest.mark.django_db
-def test_a_page_reads_the_catalog_names_from_the_shared_cache_once(client, monkeypatch):
+def test_a_page_reads_the_catalog_names_from_the_shared_cache_once(client, make_user, monkeypatch):
     catalog_load(document=_catalog())
+    client.force_login(make_user())  # a signed-in account's plan cards are rendered for it
     client.get("/pricing/")  # warm
     counting = CountingCache()
     monkeypatch.setattr(selectors, "cache", counting)
