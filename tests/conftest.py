@@ -14,15 +14,13 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 
 from tollgate.accounts.models import User
-from tollgate.config.handlers import lean_middleware, lean_route
+from tollgate.config.handlers import LeanChain, lean_route
 
 STRONG_PASSWORD = "correct-horse-battery-staple-42"
 
 
-class _LeanClientHandler(django.test.client.ClientHandler):
-    def load_middleware(self, is_async: bool = False) -> None:
-        with lean_middleware():
-            super().load_middleware(is_async)
+class _LeanClientHandler(LeanChain, django.test.client.ClientHandler):
+    pass
 
 
 class RoutedClientHandler(django.test.client.ClientHandler):

@@ -47,16 +47,20 @@ def lean_middleware() -> Iterator[None]:
             settings.MIDDLEWARE = full
 
 
-class _LeanWSGIHandler(WSGIHandler):
+class LeanChain:
+    """Mixed into a Django handler: it builds its chain from ``LEAN_MIDDLEWARE``."""
+
     def load_middleware(self, is_async: bool = False) -> None:
         with lean_middleware():
-            super().load_middleware(is_async)
+            super().load_middleware(is_async)  # type: ignore[misc]
 
 
-class _LeanASGIHandler(ASGIHandler):
-    def load_middleware(self, is_async: bool = False) -> None:
-        with lean_middleware():
-            super().load_middleware(is_async)
+class _LeanWSGIHandler(LeanChain, WSGIHandler):
+    pass
+
+
+class _LeanASGIHandler(LeanChain, ASGIHandler):
+    pass
 
 
 StartResponse = Callable[..., Any]
