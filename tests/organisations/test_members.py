@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import STRONG_PASSWORD
+from tollgate.accounts.models import User
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import selectors, services
 from tollgate.billing.entitlements import entitlements_for
+from tollgate.core.errors import ValidationFailed
 from tollgate.integrations.customers import customer_resolve
 from tollgate.organisations import services as org
 from tollgate.organisations.errors import (
@@ -16,9 +18,11 @@ from tollgate.organisations.errors import (
     LastOwner,
     MemberNotFound,
     OwnerRequired,
+    OwnerRoleFixed,
     PasswordIncorrect,
 )
 from tollgate.organisations.models import Membership, Role
+from tollgate.organisations.selectors import role_of
 from tollgate.web.account_deletion import account_delete
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +123,62 @@ def test_the_last_owner_of_a_team_cannot_delete_their_account_before_handing_it_
     owner.refresh_from_db()
     assert owner.is_active
     assert selectors.subscription_current(customer=paying).status == "active"
+
+
+def test_an_owner_makes_a_member_an_admin_and_back_and_each_change_is_audited(
+    organisation, owner, join, django_capture_on_commit_callbacks
+):
+    bob = join(organisation, owner, "bob@example.org").user
+    assert role_of(user=bob) == "member"  # cached now
+    with django_capture_on_commit_callbacks(execute=True):
+        org.member_role_change(organisation=organisation, member=bob, role="admin", actor=owner)
+    assert Membership.objects.get(user=bob).role == Role.ADMIN
+    assert role_of(user=bob) == "admin"  # the cached role was dropped after commit
+    assert selectors.customer_for(user=bob) is not None  # an admin manages billing
+    org.member_role_change(organisation=organisation, member=bob, role="member", actor=owner)
+    assert Membership.objects.get(user=bob).role == Role.MEMBER
+    changes = AuditEvent.objects.filter(action="organisations.member_role_changed").order_by("pk")
+    assert [(e.details["from"], e.details["to"]) for e in changes] == [
+        ("member", "admin"),
+        ("admin", "member"),
+    ]
+    assert {(e.target_id, e.details["member"]) for e in changes} == {
+        (organisation.public_id, bob.public_id)
+    }
+
+
+def test_giving_the_role_a_member_has_already_changes_nothing_and_records_nothing(
+    organisation, owner, join
+):
+    bob = join(organisation, owner, "bob@example.org").user
+    org.member_role_change(organisation=organisation, member=bob, role="member", actor=owner)
+    assert Membership.objects.get(user=bob).role == Role.MEMBER
+    assert not AuditEvent.objects.filter(action="organisations.member_role_changed").exists()
+
+
+def test_only_an_owner_changes_roles_and_only_between_admin_and_member(organisation, owner, join):
+    admin = join(organisation, owner, "ann@example.org", role="admin").user
+    member = join(organisation, owner, "bob@example.org").user
+    with pytest.raises(OwnerRequired):
+        org.member_role_change(organisation=organisation, member=member, role="admin", actor=admin)
+    with pytest.raises(OwnerRequired):
+        org.member_role_change(organisation=organisation, member=admin, role="member", actor=member)
+    with pytest.raises(ValidationFailed) as refused:
+        org.member_role_change(organisation=organisation, member=member, role="owner", actor=owner)
+    assert refused.value.details == {"field": "role"}
+    with pytest.raises(OwnerRoleFixed):
+        org.member_role_change(organisation=organisation, member=owner, role="admin", actor=owner)
+    assert dict(Membership.objects.values_list("user__email", "role")) == {
+        "owner@example.org": "owner",
+        "ann@example.org": "admin",
+        "bob@example.org": "member",
+    }
+    assert not AuditEvent.objects.filter(action="organisations.member_role_changed").exists()
+
+
+def test_the_role_of_someone_outside_the_organisation_is_not_changed(organisation, owner):
+    stranger = User.objects.create_user(email="eve@example.org", password=STRONG_PASSWORD)
+    with pytest.raises(MemberNotFound):
+        org.member_role_change(
+            organisation=organisation, member=stranger, role="admin", actor=owner
+        )

@@ -11,6 +11,7 @@ from django.test import Client
 
 from tests.conftest import STRONG_PASSWORD, links_in
 from tollgate.accounts.models import User
+from tollgate.audit.models import AuditEvent
 from tollgate.billing.models import Invoice
 from tollgate.organisations.models import Membership, Role
 
@@ -110,3 +111,67 @@ def test_a_member_is_told_who_manages_api_keys_and_cannot_create_one(organisatio
     assert b"Create the key" not in page.content
     refused = client.post("/account/api-keys/", {"name": "mine", "scopes": ["usage:write"]})
     assert refused.status_code == 403
+
+
+def test_an_owner_changes_a_members_role_on_the_organisation_page(organisation, owner, join):
+    bob = join(organisation, owner, "bob@example.org").user
+    client = _client(owner)
+    page = client.get("/account/organisation/")
+    assert b'aria-label="Make bob@example.org an admin"' in page.content
+    assert b"Make owner@example.org" not in page.content  # never the owner's own role
+    done = client.post(
+        f"/account/organisation/members/{bob.public_id}/role/", {"role": "admin"}, follow=True
+    )
+    assert done.status_code == 200
+    assert b"bob@example.org is an admin now." in done.content
+    assert Membership.objects.get(user=bob).role == Role.ADMIN
+    assert b'aria-label="Make bob@example.org a member"' in done.content
+    event = AuditEvent.objects.get(action="organisations.member_role_changed")
+    assert (event.actor_id, event.details) == (
+        owner.pk,
+        {"member": bob.public_id, "from": "member", "to": "admin"},
+    )
+
+
+@pytest.mark.parametrize("acting_role", ["admin", "member"])
+def test_only_an_owner_may_change_roles_through_the_page(organisation, owner, join, acting_role):
+    acting = join(organisation, owner, "ann@example.org", role=acting_role).user
+    bob = join(organisation, owner, "bob@example.org").user
+    client = _client(acting)
+    assert b"Make bob@example.org" not in client.get("/account/organisation/").content
+    refused = client.post(
+        f"/account/organisation/members/{bob.public_id}/role/", {"role": "admin"}, follow=True
+    )
+    assert refused.status_code == 200
+    assert b"Only an owner of the organisation can do this." in refused.content
+    assert Membership.objects.get(user=bob).role == Role.MEMBER
+    assert not AuditEvent.objects.filter(action="organisations.member_role_changed").exists()
+
+
+@pytest.mark.parametrize("role", ["owner", "boss", ""])
+def test_a_role_that_cannot_be_given_is_refused_with_a_message(organisation, owner, join, role):
+    bob = join(organisation, owner, "bob@example.org").user
+    refused = _client(owner).post(
+        f"/account/organisation/members/{bob.public_id}/role/", {"role": role}, follow=True
+    )
+    assert refused.status_code == 200
+    assert b"Choose admin or member." in refused.content
+    assert Membership.objects.get(user=bob).role == Role.MEMBER
+
+
+def test_the_owners_own_role_and_strangers_are_refused_without_an_error_page(
+    organisation, owner, join
+):
+    client = _client(owner)
+    own = client.post(
+        f"/account/organisation/members/{owner.public_id}/role/", {"role": "admin"}, follow=True
+    )
+    assert own.status_code == 200
+    assert b"changes only by transferring ownership" in own.content
+    assert Membership.objects.get(user=owner).role == Role.OWNER
+    stranger = User.objects.create_user(email="eve@example.org", password=STRONG_PASSWORD)
+    missing = client.post(
+        f"/account/organisation/members/{stranger.public_id}/role/", {"role": "admin"}
+    )
+    assert missing.status_code == 404
+    assert client.get(f"/account/organisation/members/{owner.public_id}/role/").status_code == 405

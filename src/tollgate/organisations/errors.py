@@ -22,6 +22,14 @@ class OwnerRequired(PermissionDenied):
     default_message = "Only an owner of the organisation can do this."
 
 
+class OwnerRoleFixed(Conflict):
+    code = "organisation_owner_role_fixed"
+    default_message = (
+        "An owner's role changes only by transferring ownership: the owner transfers it, and "
+        "becomes an admin."
+    )
+
+
 class LastOwner(Conflict):
     code = "organisation_last_owner"
     default_message = (

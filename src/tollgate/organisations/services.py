@@ -1,5 +1,5 @@
-"""Organisation writes: invitations (create, accept, decline, revoke), removing a member, leaving,
-transferring ownership, naming the organisation.
+"""Organisation writes: invitations (create, accept, decline, revoke), changing a member's role,
+removing a member, leaving, transferring ownership, naming the organisation.
 
 Each is one durable transaction that locks the organisation's row first (``organisations.locks``),
 records an audit event in it, and queues its email through the outbox. Locking the organisation
@@ -33,6 +33,7 @@ from tollgate.organisations.errors import (
     MemberNotFound,
     NotAllowedInOrganisation,
     OwnerRequired,
+    OwnerRoleFixed,
     PasswordIncorrect,
 )
 from tollgate.organisations.invitations import (
@@ -52,6 +53,8 @@ from tollgate.organisations.models import (
 )
 
 INVITABLE_ROLES = (Role.ADMIN, Role.MEMBER)
+# Roles an owner gives and takes; ownership moves only by transfer (``ownership_transfer``).
+ASSIGNABLE_ROLES = INVITABLE_ROLES
 NAME_MAX_LENGTH = 150
 
 
@@ -270,6 +273,39 @@ def member_remove(*, organisation: Organisation, member: User, actor: User) -> N
         _membership_end_locked(
             locked, membership, action="organisations.member_removed", actor=actor
         )
+
+
+def member_role_change(
+    *, organisation: Organisation, member: User, role: str, actor: User
+) -> Membership:
+    """Make ``member`` an admin or a plain member (owners only: OwnerRequired). An owner's role,
+    and one's own, change only by transferring ownership. Giving the role the member has already
+    changes nothing and records nothing."""
+    if role not in ASSIGNABLE_ROLES:
+        raise ValidationFailed("Choose admin or member.", details={"field": "role"})
+    with transaction.atomic(durable=True):
+        locked = lock_organisation(organisation)
+        acting = _membership_in(locked, actor)
+        if acting is None or acting.role != Role.OWNER:
+            raise OwnerRequired()
+        membership = _membership_in(locked, member)
+        if membership is None:
+            raise MemberNotFound()
+        if membership.role == Role.OWNER:  # another owner's, or the acting owner's own
+            raise OwnerRoleFixed()
+        previous = membership.role
+        if previous == role:
+            return membership
+        membership.role = role
+        membership.save(update_fields=["role"])
+        membership_changed(user=member)
+        audit_record(
+            action="organisations.member_role_changed",
+            actor=actor,
+            target=locked,
+            details={"member": member.public_id, "from": previous, "to": role},
+        )
+    return membership
 
 
 def member_leave(*, organisation: Organisation, user: User) -> None:

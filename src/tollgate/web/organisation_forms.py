@@ -11,6 +11,8 @@ from tollgate.accounts.models import User
 from tollgate.organisations.models import Membership, Role
 from tollgate.organisations.services import NAME_MAX_LENGTH
 
+ROLE_CHOICE = "Choose admin or member."
+
 
 class InviteForm(forms.Form):
     email = forms.EmailField(
@@ -25,6 +27,14 @@ class InviteForm(forms.Form):
             (Role.ADMIN.value, "Admin: also sees invoices and manages billing and members"),
         ],
         initial=Role.MEMBER.value,
+    )
+
+
+class RoleForm(forms.Form):
+    """An owner makes a member an admin, or an admin a plain member."""
+
+    role = forms.ChoiceField(
+        choices=[(Role.ADMIN.value, "Admin"), (Role.MEMBER.value, "Member")],
     )
 
 

@@ -20,7 +20,13 @@ from tollgate.core.errors import TollgateError
 from tollgate.organisations import selectors, services
 from tollgate.organisations.invitations import invitation_pending_for
 from tollgate.organisations.models import Invitation, InvitationStatus, Membership, Organisation
-from tollgate.web.organisation_forms import InviteForm, RenameForm, TransferForm
+from tollgate.web.organisation_forms import (
+    ROLE_CHOICE,
+    InviteForm,
+    RenameForm,
+    RoleForm,
+    TransferForm,
+)
 
 PAGE = "web:organisation"
 
@@ -165,6 +171,28 @@ def member_remove(request: HttpRequest, user_id: str) -> HttpResponse:
             organisation=membership.organisation, member=member, actor=user
         ),
         f"{member.name or member.email} no longer belongs to the organisation.",
+    )
+
+
+@require_POST
+@login_required
+def member_role_change(request: HttpRequest, user_id: str) -> HttpResponse:
+    """An owner makes a member an admin, or an admin a plain member."""
+    user = _user(request)
+    membership = selectors.membership_of(user=user)
+    member = _member(membership, user_id)
+    assert membership is not None  # _member found one  # noqa: S101
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, ROLE_CHOICE)
+        return redirect(PAGE)
+    role = form.cleaned_data["role"]
+    return _done(
+        request,
+        lambda: services.member_role_change(
+            organisation=membership.organisation, member=member, role=role, actor=user
+        ),
+        f"{member.name or member.email} is {'an admin' if role == 'admin' else 'a member'} now.",
     )
 
 

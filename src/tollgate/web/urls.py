@@ -38,6 +38,11 @@ urlpatterns = [
         name="organisation_invitation_revoke",
     ),
     path(
+        "account/organisation/members/<str:user_id>/role/",
+        organisation_views.member_role_change,
+        name="organisation_member_role",
+    ),
+    path(
         "account/organisation/members/<str:user_id>/remove/",
         organisation_views.member_remove,
         name="organisation_member_remove",
