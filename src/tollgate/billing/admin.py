@@ -39,7 +39,7 @@ class ReadOnly:
 
 class InvoiceLineInline(ReadOnly, admin.TabularInline[InvoiceLine, Invoice]):
     model = InvoiceLine
-    fields = ("kind", "description", "amount", "period_start", "period_end")
+    fields = ("kind", "description", "amount", "seats", "period_start", "period_end")
     extra = 0
 
 
@@ -73,7 +73,7 @@ class PaymentMethodAdmin(ReadOnly, admin.ModelAdmin[PaymentMethod]):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ReadOnly, admin.ModelAdmin[Subscription]):
-    list_display = ("public_id", "customer", "price", "status", "current_period_end")
+    list_display = ("public_id", "customer", "price", "seats", "status", "current_period_end")
     list_filter = ("status", "cancel_at_period_end")
     search_fields = ("public_id", "customer__public_id", "customer__email")
     list_select_related = ("customer", "price__plan")

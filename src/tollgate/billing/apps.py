@@ -11,12 +11,14 @@ class BillingConfig(AppConfig):
         from tollgate.billing.entitlements import OUTBOX_KIND, entitlements_invalidate
         from tollgate.billing.gateways.registry import gateway_charges_exactly, gateways_ready
         from tollgate.billing.inbound import inbox
+        from tollgate.billing.seats import organisation_join_check
         from tollgate.billing.selectors import organisation_departure_check
         from tollgate.billing.services.customers import customer_opener_departed_locked
         from tollgate.core import money, outbox
         from tollgate.organisations.registry import (
             departure_check_register,
             departure_handler_register,
+            join_check_register,
         )
 
         outbox.register(OUTBOX_KIND, entitlements_invalidate)
@@ -25,3 +27,4 @@ class BillingConfig(AppConfig):
         money.exact_charge_check_register(gateway_charges_exactly)
         departure_check_register(organisation_departure_check)
         departure_handler_register(customer_opener_departed_locked)
+        join_check_register(organisation_join_check)

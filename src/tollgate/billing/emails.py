@@ -58,7 +58,7 @@ def subscription_confirmation_send(*, subscription: Subscription) -> None:
             "plan": price.plan.name,
             "trialing": trialing,
             "trial_ends_on": date_text(subscription.trial_end) if subscription.trial_end else "",
-            "amount": Money(price.amount, price.currency).format(),
+            "amount": Money(subscription.amount, price.currency).format(),
             "free": price.amount == 0,
             "card": str(card) if card else "",
             "term": price_term(price),

@@ -35,6 +35,21 @@ class InvoiceTotalsMismatch(Conflict):
     default_message = "The invoice total does not equal the sum of its lines."
 
 
+class NoFreeSeat(Conflict):
+    code = "no_free_seat"
+    default_message = (
+        "Every seat of your organisation's plan is taken: add a seat to the subscription first."
+    )
+
+
+class SeatsBelowMembers(Conflict):
+    code = "seats_below_members"
+    default_message = (
+        "A plan priced per seat needs a seat for every member: remove members first, or keep "
+        "more seats."
+    )
+
+
 class SubscriptionExists(Conflict):
     code = "subscription_exists"
     default_message = "This customer already has a subscription; change or cancel it instead."

@@ -33,6 +33,7 @@ from django.db.models.functions import Lower, TruncDate
 from tollgate.audit.models import AuditEvent
 from tollgate.billing import discounts, periods
 from tollgate.billing.models import (
+    SUBSCRIPTION_AMOUNT,
     Customer,
     Discount,
     Dispute,
@@ -277,14 +278,14 @@ def revenue_mrr(*, subscriptions: QuerySet[Subscription] | None = None) -> list[
             "price__interval",
             "price__interval_count",
         )
-        .annotate(amount=Sum("price__amount"), n=Count("pk"))
+        .annotate(paying=Sum(SUBSCRIPTION_AMOUNT), n=Count("pk"))
     )
     shares: dict[tuple[str, str], Fraction] = defaultdict(Fraction)
     counts: dict[tuple[str, str], int] = defaultdict(int)
     for row in rows:
         key = (row["price__plan__name"], row["price__currency"])
         shares[key] += monthly_share(
-            amount=row["amount"] or 0,
+            amount=row["paying"] or 0,
             interval=row["price__interval"],
             interval_count=row["price__interval_count"],
         )
@@ -308,12 +309,12 @@ def revenue_mrr_totals(*, subscriptions: QuerySet[Subscription] | None = None) -
         _paying_or(subscriptions)
         .order_by()
         .values("price__currency", "price__interval", "price__interval_count")
-        .annotate(amount=Sum("price__amount"))
+        .annotate(paying=Sum(SUBSCRIPTION_AMOUNT))
     )
     totals: dict[str, Fraction] = defaultdict(Fraction)
     for row in rows:
         totals[row["price__currency"]] += monthly_share(
-            amount=row["amount"] or 0,
+            amount=row["paying"] or 0,
             interval=row["price__interval"],
             interval_count=row["price__interval_count"],
         )
@@ -339,7 +340,7 @@ def _discount_shares(subscriptions: QuerySet[Subscription]) -> dict[tuple[str, s
         off = discounts.discount_amount_for(
             discount=discount,
             price=price,
-            amount=price.amount,
+            amount=subscription.amount,
             period_start=subscription.current_period_start,
         )
         if off:

@@ -242,6 +242,8 @@ def price_histories(*, first_at: dt.datetime, last_at: dt.datetime) -> list[Pric
             "price__currency",
             "price__interval",
             "price__interval_count",
+            "price__per_seat",
+            "seats",
         )
     )
     found: dict[int, PriceHistory] = {}
@@ -263,11 +265,14 @@ def price_histories(*, first_at: dt.datetime, last_at: dt.datetime) -> list[Pric
         currency,
         unit,
         count,
+        per_seat,
+        seats,
     ) in lines:
         if kind == InvoiceLine.Kind.DISCOUNT:
             continue
         history = found.setdefault(subscription, PriceHistory(customer, trial_end, ended_at))
-        share = monthly_share(amount=amount, interval=unit, interval_count=count)
+        paying = amount * seats if per_seat else amount
+        share = monthly_share(amount=paying, interval=unit, interval_count=count)
         if discounted[invoice] and line_amount > 0:
             share *= Fraction(max(line_amount - discounted[invoice], 0), line_amount)
         history.periods.append(

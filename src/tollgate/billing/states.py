@@ -60,6 +60,10 @@ class RefundStatus(models.TextChoices):
 SUBSCRIPTION_ENDED = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
 # A renewal could not be charged: the customer should fix the card (the past-due banner).
 SUBSCRIPTION_PAYMENT_OVERDUE = frozenset({SubscriptionStatus.PAST_DUE, SubscriptionStatus.UNPAID})
+# What may change its plan or its seats.
+SUBSCRIPTION_CHANGEABLE = frozenset(
+    {SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
+)
 
 # Payment attempts that have moved money or may still move it: while one exists for an invoice, no
 # other attempt may start (an ``unknown`` outcome is asked about first, never retried blindly).

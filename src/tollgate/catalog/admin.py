@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from tollgate.catalog.models import Feature, Metric, Plan, Price, Product
 from tollgate.catalog.services import catalog_changed_announce, price_charge_problem
 
-PRICE_TERMS = ("amount", "currency", "interval", "interval_count")
+PRICE_TERMS = ("amount", "currency", "interval", "interval_count", "per_seat")
 _Model = TypeVar("_Model", bound=Model)
 
 
@@ -20,7 +20,7 @@ class PriceForm(forms.ModelForm[Price]):
 
     class Meta:
         model = Price
-        fields = ("amount", "currency", "interval", "interval_count", "active")
+        fields = ("amount", "currency", "interval", "interval_count", "per_seat", "active")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -45,7 +45,7 @@ class PriceInline(admin.TabularInline[Price, Plan]):
     model = Price
     form = PriceForm
     extra = 0
-    fields = ("public_id", "amount", "currency", "interval", "interval_count", "active")
+    fields = ("public_id", "amount", "currency", "interval", "interval_count", "per_seat", "active")
     readonly_fields = ("public_id",)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -85,6 +85,12 @@ class Price(models.Model):
     currency = models.CharField(max_length=3)
     interval = models.CharField(max_length=8, choices=Interval.choices)
     interval_count = models.PositiveSmallIntegerField(default=1)
+    per_seat = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="The amount is per seat: a subscription pays it once for each of its seats, "
+        "and its organisation has at most that many members",
+    )
     active = models.BooleanField(default=True)
 
     class Meta:
@@ -111,6 +117,11 @@ class Price(models.Model):
     @property
     def money(self) -> Money:
         return Money(self.amount, self.currency)
+
+    def amount_for(self, seats: int) -> int:
+        """What ``seats`` seats cost per interval: the amount once for a flat price, once per seat
+        for a per-seat price."""
+        return self.amount * seats if self.per_seat else self.amount
 
 
 class Metric(models.Model):

@@ -105,8 +105,8 @@ def catalog_load(*, document: dict[str, Any], actor: Any = None) -> CatalogLoadR
     """Bring the catalog in line with ``document`` (the parsed form of a plans.toml file).
 
     Products and plans are matched by code and updated in place. Prices are matched by plan, currency,
-    interval and interval count; a different amount retires the old price and creates a new one, so a
-    price that subscriptions use is never edited. ``[[features]]`` and ``[[metrics]]`` name the
+    interval and interval count; a different amount (or ``per_seat``: the amount is per seat)
+    retires the old price and creates a new one, so a price that subscriptions use is never edited. ``[[features]]`` and ``[[metrics]]`` name the
     feature and limit keys plans use (a key no entry names is named after itself). Nothing is
     deleted.
     """
@@ -182,20 +182,33 @@ def _load_plan(
     elif _sync(plan, values):
         result.updated.append(f"plan {code}")
     for r_index, raw_price in enumerate(raw.get("prices", [])):
-        amount, currency, interval, count = _check_price(raw_price, f"{where}.prices[{r_index}]")
+        price_where = f"{where}.prices[{r_index}]"
+        amount, currency, interval, count = _check_price(raw_price, price_where)
+        per_seat = raw_price.get("per_seat", False)
+        if not isinstance(per_seat, bool):
+            raise ValidationFailed(
+                f"{price_where}: per_seat must be true or false.",
+                details={"field": f"{price_where}.per_seat"},
+            )
         current = Price.objects.filter(
             plan=plan, currency=currency, interval=interval, interval_count=count, active=True
         ).first()
-        if current is not None and current.amount == amount:
+        if current is not None and (current.amount, current.per_seat) == (amount, per_seat):
             continue
         if current is not None:
             current.active = False
             current.save(update_fields=["active"])
             result.retired.append(f"price {current.public_id}")
         Price.objects.create(
-            plan=plan, amount=amount, currency=currency, interval=interval, interval_count=count
+            plan=plan,
+            amount=amount,
+            currency=currency,
+            interval=interval,
+            interval_count=count,
+            per_seat=per_seat,
         )
-        result.created.append(f"price {code} {amount} {currency}/{count} {interval}")
+        seat = " per seat" if per_seat else ""
+        result.created.append(f"price {code} {amount} {currency}/{count} {interval}{seat}")
 
 
 def _load_metrics(document: dict[str, Any], result: CatalogLoadResult) -> None:

@@ -15,9 +15,10 @@ from fractions import Fraction
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, Sum
 
 from tollgate.billing.models import (
+    SUBSCRIPTION_AMOUNT,
     Dispute,
     InboundEvent,
     Invoice,
@@ -116,15 +117,15 @@ def _subscription_metrics(*, now: dt.datetime) -> Samples:
         .values_list(
             "price__plan__code",
             "price__currency",
-            "price__amount",
             "price__interval",
             "price__interval_count",
         )
-        .annotate(n=Count("pk"))
+        .annotate(paying=Sum(SUBSCRIPTION_AMOUNT))
     )
-    for plan, currency, amount, interval, interval_count, n in earning:
-        per_month = monthly_amount(amount=amount, interval=interval, interval_count=interval_count)
-        mrr[(plan, currency)] += per_month * n
+    for plan, currency, interval, interval_count, amount in earning:
+        mrr[(plan, currency)] += monthly_amount(
+            amount=amount, interval=interval, interval_count=interval_count
+        )
     return {
         "tollgate_billing_subscriptions": _rows(counts),
         "tollgate_billing_subscriptions_overdue": [((), overdue)],

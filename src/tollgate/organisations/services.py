@@ -80,6 +80,14 @@ def _owners(organisation: Organisation) -> int:
     return Membership.objects.filter(organisation=organisation, role=Role.OWNER).count()
 
 
+def _people(organisation: Organisation, *, now: dt.datetime) -> int:
+    """Its members and the people its open invitations are waiting for."""
+    waiting = Invitation.objects.filter(
+        organisation=organisation, status=InvitationStatus.PENDING, expires_at__gt=now
+    ).count()
+    return Membership.objects.filter(organisation=organisation).count() + waiting
+
+
 def _email_checked(email: str) -> str:
     email = (email or "").strip()
     try:
@@ -130,6 +138,7 @@ def invitation_create(
         now = clock.now()
         if pending is not None:  # expired: closed so that a new one can be sent
             _close(pending, status=InvitationStatus.REVOKED, by=None, now=now)
+        registry.join_checks_run(locked, _people(locked, now=now) + 1)
         token, hashed = token_new()
         invitation = Invitation.objects.create(
             organisation=locked,
@@ -190,6 +199,9 @@ def invitation_accept(*, token: str, user: User) -> Membership:
         previous = Membership.objects.filter(user=account).first()
         if previous is not None:
             _leave_for(previous, organisation, organisations)
+        registry.join_checks_run(
+            organisation, Membership.objects.filter(organisation=organisation).count() + 1
+        )
         membership = Membership.objects.create(
             organisation=organisation, user=account, role=invitation.role
         )

@@ -27,10 +27,11 @@ from tollgate.billing.models.gateway_records import InboundEvent, Reconciliation
 from tollgate.billing.models.invoices import Invoice, InvoiceLine, InvoiceNumberSequence
 from tollgate.billing.models.ledger import AppendOnly, LedgerAccount, LedgerEntry, LedgerTransaction
 from tollgate.billing.models.payments import PaymentAttempt, Refund
-from tollgate.billing.models.subscriptions import Subscription
+from tollgate.billing.models.subscriptions import SUBSCRIPTION_AMOUNT, Subscription
 
 __all__ = [
     "CURRENCY",
+    "SUBSCRIPTION_AMOUNT",
     "AppendOnly",
     "Coupon",
     "Customer",

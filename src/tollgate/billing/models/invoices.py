@@ -194,6 +194,9 @@ class InvoiceLine(models.Model):
     )
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
+    # The seats the subscription pays ``price`` for from ``period_start`` on (a per-seat price; 1
+    # otherwise). A plain integer: a check constraint would scan every line when it is added.
+    seats = models.IntegerField(default=1, db_default=1)
 
     class Meta:
         ordering = ["id"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import BigIntegerField, Case, F, Q, When
 
 from tollgate.billing.models.customers import Customer
 from tollgate.billing.states import (
@@ -20,6 +20,8 @@ from tollgate.core.ids import (
 class Subscription(models.Model):
     """A customer's subscription to a price. Periods follow ``billing_anchor`` (see periods.py).
 
+    ``seats`` counts what a per-seat price is paid for (1 on a flat price, where it means
+    nothing); ``scheduled_seats`` is fewer seats from ``current_period_end`` on.
     ``scheduled_price`` is a change that takes effect at ``current_period_end`` (a downgrade);
     ``cancel_at_period_end`` ends it then. ``canceled_at`` is when cancellation was asked for and
     ``ended_at`` when the subscription actually ended.
@@ -49,6 +51,9 @@ class Subscription(models.Model):
     scheduled_price = models.ForeignKey(
         Price, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    # ``db_default``: the previous release, which knows nothing of seats, can still insert rows.
+    seats = models.PositiveIntegerField(default=1, db_default=1)
+    scheduled_seats = models.PositiveIntegerField(null=True, blank=True)
     # The customer's answer to the cancellation survey, kept with ``canceled_at``.
     cancellation_reason = models.CharField(
         max_length=24, choices=CancellationReason.choices, blank=True
@@ -85,6 +90,12 @@ class Subscription(models.Model):
                 condition=Q(scheduled_price__isnull=True) | ~Q(scheduled_price=F("price")),
                 name="subscription_scheduled_price_differs",
             ),
+            models.CheckConstraint(condition=Q(seats__gte=1), name="subscription_seats_positive"),
+            models.CheckConstraint(
+                condition=Q(scheduled_seats__isnull=True)
+                | (Q(scheduled_seats__gte=1) & ~Q(scheduled_seats=F("seats"))),
+                name="subscription_scheduled_seats_valid",
+            ),
         ]
         indexes = [
             models.Index(
@@ -110,3 +121,16 @@ class Subscription(models.Model):
 
     def __str__(self) -> str:
         return self.public_id
+
+    @property
+    def amount(self) -> int:
+        """What one period of the current price costs for the subscription's seats."""
+        return self.price.amount_for(self.seats)
+
+
+# ``Subscription.amount`` in SQL: what one period costs for the subscription's seats.
+SUBSCRIPTION_AMOUNT = Case(
+    When(price__per_seat=True, then=F("price__amount") * F("seats")),
+    default=F("price__amount"),
+    output_field=BigIntegerField(),
+)

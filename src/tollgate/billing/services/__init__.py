@@ -9,7 +9,8 @@ services and are not exported here.
 
 Calls to the gateway never happen inside a transaction (see ``services.payments``). Every service
 a request uses to move money or create billable state (``subscription_start``,
-``subscription_change_price``, ``subscription_cancel``, ``invoice_pay``) takes an
+``subscription_change_price``, ``subscription_seats_change``, ``subscription_cancel``,
+``invoice_pay``) takes an
 ``idempotency_key`` and runs through ``core.idempotency``: its claim is committed before the work
 starts and checkpointed in the transaction of the work's first effect, so the same request again
 returns the first result, even after a crash. ``refund_issue`` keeps its key on the refund itself.
@@ -43,6 +44,7 @@ from tollgate.billing.services.payments import (
     payment_reconcile,
 )
 from tollgate.billing.services.refunds import refund_issue, refund_reconcile
+from tollgate.billing.services.seats import subscription_seats_change
 from tollgate.billing.services.subscriptions import (
     EXTEND_MAX_DAYS,
     subscription_cancel,
@@ -87,5 +89,6 @@ __all__ = [
     "subscription_extend",
     "subscription_resume",
     "subscription_scheduled_change_cancel",
+    "subscription_seats_change",
     "subscription_start",
 ]

@@ -26,12 +26,20 @@ from tollgate.billing.gateways.registry import gateway_charge_step
 from tollgate.billing.locks import lock_customer, lock_subscription, lock_subscription_invoices
 from tollgate.billing.models import Customer, Invoice, PaymentAttempt, Refund, Subscription
 from tollgate.billing.periods import price_months
+from tollgate.billing.seats import (
+    members_count,
+    seats_checked,
+    seats_following,
+    seats_for_price,
+    seats_for_start,
+)
 from tollgate.billing.selectors import payment_method_default
 from tollgate.billing.services.payments import invoice_charge
 from tollgate.billing.services.refunds import refund_send
 from tollgate.billing.states import (
     PAYMENT_LIVE,
     SUBSCRIPTION,
+    SUBSCRIPTION_CHANGEABLE,
     SUBSCRIPTION_ENDED,
     InvoiceStatus,
     SubscriptionStatus,
@@ -48,6 +56,7 @@ from tollgate.billing.steps.subscriptions import (
     subscription_canceled_notify,
     subscription_end_locked,
     subscription_event_publish,
+    subscription_period_open_check,
 )
 from tollgate.catalog.models import Price
 from tollgate.core import clock
@@ -66,9 +75,11 @@ def subscription_start(
     actor: User | None = None,
     idempotency_key: str,
     promotion_code: str = "",
+    seats: int | None = None,
 ) -> Subscription:
     """Start ``customer`` on ``price`` (the checkout); a customer has at most one subscription that
-    has not ended.
+    has not ended. A per-seat price is paid for ``seats`` seats, by default one per member of the
+    customer's organisation, never fewer (``SeatsBelowMembers``).
 
     With ``promotion_code`` (any case) its coupon is applied (``steps.discounts``): the invoices
     it covers carry a DISCOUNT line, the first one too; a code that cannot be used here refuses
@@ -94,6 +105,7 @@ def subscription_start(
             "trial": trial,
             # Only with a code: the request without one stays what it was.
             **({"code": code_normalize(promotion_code)} if promotion_code.strip() else {}),
+            **({"seats": seats} if seats is not None else {}),
         },
         result=_SUBSCRIPTION_RESULT,
         work=lambda claim: _subscription_start(
@@ -103,6 +115,7 @@ def subscription_start(
             actor=actor,
             claim=claim,
             promotion_code=promotion_code,
+            seats=seats,
         ),
     )
 
@@ -115,9 +128,12 @@ def _subscription_start(
     actor: User | None,
     claim: IdempotencyClaim,
     promotion_code: str = "",
+    seats: int | None = None,
 ) -> Subscription:
     if not price.active or not price.plan.active:
         raise ValidationFailed("This price is no longer offered; choose another plan.")
+    if seats is not None:
+        seats_checked(seats)
     trial_days = price.plan.trial_days if trial else 0
     now = clock.now()
     with transaction.atomic(durable=True):
@@ -128,6 +144,7 @@ def _subscription_start(
             .exists()
         ):
             raise SubscriptionExists()
+        seats = seats_for_start(customer=locked, price=price, seats=seats)
         invoice = None
         if trial_days:
             if price.plan.trial_requires_card and payment_method_default(customer=locked) is None:
@@ -136,6 +153,7 @@ def _subscription_start(
             subscription = Subscription.objects.create(
                 customer=locked,
                 price=price,
+                seats=seats,
                 status=SubscriptionStatus.TRIALING,
                 billing_anchor=trial_end,
                 current_period_start=now,
@@ -150,6 +168,7 @@ def _subscription_start(
             subscription = Subscription.objects.create(
                 customer=locked,
                 price=price,
+                seats=seats,
                 status=SubscriptionStatus.INCOMPLETE,
                 billing_anchor=now,
                 current_period_start=period.start,
@@ -174,6 +193,7 @@ def _subscription_start(
                 "price": price.public_id,
                 "status": subscription.status,
                 "trial_days": trial_days,
+                "seats": seats,
             },
         )
         if subscription.status == SubscriptionStatus.TRIALING:
@@ -418,29 +438,33 @@ def _subscription_change_price(
             raise ValidationFailed("The subscription is already on this price.")
         if price.currency != old.currency:
             raise ValidationFailed("A subscription keeps its currency; choose a price in it.")
-        timing = previews.change_timing(subscription=current, price=price)
-        if now >= current.current_period_end:
-            raise TransitionRefused(
-                "The current period has ended and is being renewed; try again in a minute.",
-                details={"object": "subscription", "from": current.status},
-            )
-        if current.status not in _CHANGEABLE:
+        seats = seats_for_price(
+            subscription=current, members=members_count(locks.customer), price=price
+        )
+        timing = previews.change_timing(subscription=current, price=price, seats=seats)
+        subscription_period_open_check(subscription=current, now=now)
+        if current.status not in SUBSCRIPTION_CHANGEABLE:
             raise TransitionRefused(
                 f"A {current.status} subscription cannot change plans; pay or restart it first.",
                 details={"object": "subscription", "from": current.status},
             )
         invoice = None
         if timing == previews.ChangeTiming.PERIOD_END:
+            following = seats_following(
+                subscription=current, members=members_count(locks.customer), price=price
+            )
             current.scheduled_price = price
-            current.save(update_fields=["scheduled_price"])
+            current.scheduled_seats = following if following != current.seats else None
+            current.save(update_fields=["scheduled_price", "scheduled_seats"])
             change = "scheduled"
         elif timing == previews.ChangeTiming.TRIAL:
             current.price, current.scheduled_price = price, None
-            current.save(update_fields=["price", "scheduled_price"])
+            current.seats, current.scheduled_seats = seats, None
+            current.save(update_fields=["price", "scheduled_price", "seats", "scheduled_seats"])
             entitlements_changed(customer=locks.customer)
             change = "now"
         else:
-            invoice = upgrade_invoice_locked(locks=locks, price=price, now=now)
+            invoice = upgrade_invoice_locked(locks=locks, price=price, now=now, seats=seats)
             entitlements_changed(customer=locks.customer)
             change = "now"
         subscription_event_publish(subscription=current, event_type="subscription.updated")
@@ -449,17 +473,17 @@ def _subscription_change_price(
             action="billing.subscription_price_changed",
             actor=actor,
             target=current,
-            details={"from": old.public_id, "to": price.public_id, "when": change},
+            details={
+                "from": old.public_id,
+                "to": price.public_id,
+                "when": change,
+                "seats": current.scheduled_seats or current.seats,
+            },
         )
     if invoice is not None and invoice.status == InvoiceStatus.OPEN:
         invoice_charge(invoice=invoice, off_session=False, actor=actor)
         current.refresh_from_db()
     return current
-
-
-_CHANGEABLE = frozenset(
-    {SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE}
-)
 
 
 def subscription_scheduled_change_cancel(
@@ -562,11 +586,7 @@ def _subscription_extend(
                 "one can.",
                 details={"object": "subscription", "from": current.status},
             )
-        if now >= current.current_period_end:
-            raise TransitionRefused(
-                "The current period has ended and is being renewed; try again in a minute.",
-                details={"object": "subscription", "from": current.status},
-            )
+        subscription_period_open_check(subscription=current, now=now)
         before = {
             "current_period_end": current.current_period_end.isoformat(),
             "billing_anchor": current.billing_anchor.isoformat(),

@@ -48,6 +48,7 @@ class LineSpec:
     amount: int
     price: Price | None = None
     period: periods.Period | None = None
+    seats: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +80,11 @@ def period_invoice_build(
         period_start=period.start,
         period_end=period.end,
     )
-    lines = [plan_charge_line(price=price, period=period)]
+    lines = [plan_charge_line(price=price, period=period, seats=subscription.seats)]
     off = discounts.discount_amount_for(
         discount=discount,
         price=price,
-        amount=price.amount,
+        amount=subscription.amount,
         period_start=period.start,
         step=gateway_charge_step(price.currency) if discount is not None else 1,
     )
@@ -150,15 +151,24 @@ def period_invoices_save_locked(built: Sequence[PeriodInvoice]) -> list[Invoice]
     return invoices
 
 
-def plan_charge_line(*, price: Price, period: periods.Period) -> LineSpec:
-    """The line that charges ``price`` for ``period``."""
+def plan_charge_line(*, price: Price, period: periods.Period, seats: int = 1) -> LineSpec:
+    """The line that charges ``price`` for ``period`` (for ``seats`` seats if it is per seat)."""
+    dates = f"({period.start:%Y-%m-%d} to {period.end:%Y-%m-%d})"
     return LineSpec(
         kind=InvoiceLine.Kind.PLAN_CHARGE,
-        description=f"{price.plan.name} ({period.start:%Y-%m-%d} to {period.end:%Y-%m-%d})",
-        amount=price.amount,
+        description=f"{price.plan.name}{seats_label(price, seats)} {dates}",
+        amount=price.amount_for(seats),
         price=price,
         period=period,
+        seats=seats,
     )
+
+
+def seats_label(price: Price, seats: int) -> str:
+    """``, 3 seats`` after a per-seat price's plan name, nothing after a flat one's."""
+    if not price.per_seat:
+        return ""
+    return f", {seats} seat" if seats == 1 else f", {seats} seats"
 
 
 def invoice_lines_add_locked(*, invoice: Invoice, lines: Sequence[LineSpec]) -> None:
@@ -181,6 +191,7 @@ def invoice_line_rows(*, invoice: Invoice, lines: Sequence[LineSpec]) -> list[In
             price=line.price,
             period_start=line.period.start if line.period else None,
             period_end=line.period.end if line.period else None,
+            seats=line.seats,
         )
         for line in lines
     ]
@@ -420,16 +431,72 @@ def invoice_write_off_reverse_locked(*, customer: Customer, invoice: Invoice) ->
     )
 
 
-def upgrade_invoice_locked(*, locks: SubscriptionLocks, price: Price, now: dt.datetime) -> Invoice:
-    """Move the locked subscription to ``price`` now and finalize the invoice of the change: a
-    credit for the unused time on the old price, a charge for the remaining time on the new one and
-    the subscription's discount on that charge (``previews.upgrade_proration``: net of what the
-    discount took off)."""
-    subscription, old = locks.subscription, locks.subscription.price
-    amounts = previews.upgrade_proration(subscription=subscription, price=price, at=now)
+def upgrade_invoice_locked(
+    *, locks: SubscriptionLocks, price: Price, now: dt.datetime, seats: int | None = None
+) -> Invoice:
+    """Move the locked subscription to ``price`` (for ``seats`` seats, by default its own) now and
+    finalize the invoice of the change: a credit for the unused time on the old price, a charge for
+    the remaining time on the new one and the subscription's discount on that charge
+    (``previews.upgrade_proration``: net of what the discount took off)."""
+    subscription = locks.subscription
+    old, old_seats = subscription.price, subscription.seats
+    seats = seats or old_seats
+    amounts = previews.upgrade_proration(
+        subscription=subscription, price=price, at=now, seats=seats
+    )
     prorated, remaining = amounts.proration, amounts.remaining
     subscription.price, subscription.scheduled_price = price, None
-    subscription.save(update_fields=["price", "scheduled_price"])
+    subscription.seats, subscription.scheduled_seats = seats, None
+    subscription.save(update_fields=["price", "scheduled_price", "seats", "scheduled_seats"])
+    lines = [
+        LineSpec(
+            kind=InvoiceLine.Kind.PRORATION_CREDIT,
+            description=f"Unused time on {old.plan.name}{seats_label(old, old_seats)}",
+            amount=-prorated.credit,
+            price=old,
+            period=remaining,
+            seats=old_seats,
+        ),
+        LineSpec(
+            kind=InvoiceLine.Kind.PRORATION_DEBIT,
+            description=f"Remaining time on {price.plan.name}{seats_label(price, seats)}",
+            amount=prorated.debit,
+            price=price,
+            period=remaining,
+            seats=seats,
+        ),
+    ]
+    return _change_invoice_locked(locks=locks, amounts=amounts, lines=lines)
+
+
+def seats_invoice_locked(*, locks: SubscriptionLocks, seats: int, now: dt.datetime) -> Invoice:
+    """Give the locked subscription (on a per-seat price) ``seats`` seats, more than it has, now,
+    and finalize the invoice of the added seats: their price for the remaining time and the
+    subscription's discount on it (``previews.seats_proration``)."""
+    subscription, price = locks.subscription, locks.subscription.price
+    added = seats - subscription.seats
+    amounts = previews.seats_proration(subscription=subscription, seats=seats, at=now)
+    subscription.seats, subscription.scheduled_seats = seats, None
+    subscription.save(update_fields=["seats", "scheduled_seats"])
+    more = "1 more seat" if added == 1 else f"{added} more seats"
+    line = LineSpec(
+        kind=InvoiceLine.Kind.PRORATION_DEBIT,
+        description=f"Remaining time on {price.plan.name}: {more} ({seats} in all)",
+        amount=amounts.proration.debit,
+        price=price,
+        period=amounts.remaining,
+        seats=seats,
+    )
+    return _change_invoice_locked(locks=locks, amounts=amounts, lines=[line])
+
+
+def _change_invoice_locked(
+    *, locks: SubscriptionLocks, amounts: previews.UpgradeAmounts, lines: list[LineSpec]
+) -> Invoice:
+    """Finalize the invoice of a mid-period change: ``lines`` and the discount of ``amounts`` on
+    the new price, for the rest of the period (lines of zero left out)."""
+    subscription, remaining = locks.subscription, amounts.remaining
+    price = subscription.price
     invoice = Invoice.objects.create(
         customer=locks.customer,
         subscription=subscription,
@@ -438,28 +505,13 @@ def upgrade_invoice_locked(*, locks: SubscriptionLocks, price: Price, now: dt.da
         period_start=remaining.start,
         period_end=remaining.end,
     )
-    lines = [
-        LineSpec(
-            kind=InvoiceLine.Kind.PRORATION_CREDIT,
-            description=f"Unused time on {old.plan.name}",
-            amount=-prorated.credit,
-            price=old,
-            period=remaining,
-        ),
-        LineSpec(
-            kind=InvoiceLine.Kind.PRORATION_DEBIT,
-            description=f"Remaining time on {price.plan.name}",
-            amount=prorated.debit,
-            price=price,
-            period=remaining,
-        ),
-    ]
     if amounts.discount and amounts.coupon is not None:
-        lines.append(
+        lines = [
+            *lines,
             discount_line(
                 discount=amounts.coupon, amount=amounts.discount, price=price, period=remaining
-            )
-        )
+            ),
+        ]
     invoice_lines_add_locked(invoice=invoice, lines=[line for line in lines if line.amount])
     invoice_finalize_locked(customer=locks.customer, subscription=subscription, invoice=invoice)
     return invoice

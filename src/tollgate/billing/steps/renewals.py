@@ -14,7 +14,7 @@ At its period end a subscription is, in this order of precedence:
   begins.
 
 A renewal is *plain* (``renewal_is_plain``) when an active subscription has nothing else to decide:
-no cancellation or price change scheduled, a price above zero, a default card on the configured
+no cancellation, price or seats change scheduled, a price above zero, a default card on the configured
 gateway, per-customer invoice numbering. The billing clock renews a batch of plain renewals
 set-wise (``renewals_begin_locked``) with a fixed number of statements per batch: the same
 builder (``steps.invoices.period_invoice_build``) and the same checks as one by one, in bulk (drafts
@@ -108,7 +108,7 @@ def trial_convert_locked(
 
 
 def subscription_renew_locked(*, customer: Customer, subscription: Subscription) -> Invoice:
-    """Renew the subscription at its period end: a scheduled price change takes effect, the next
+    """Renew the subscription at its period end: a scheduled price or seats change takes effect, the next
     period starts and its invoice is finalized, due as the period begins."""
     period = _next_period_locked(customer=customer, subscription=subscription)
     subscription_event_publish(subscription=subscription, event_type="subscription.updated")
@@ -123,6 +123,8 @@ def _next_period_locked(*, customer: Customer, subscription: Subscription) -> pe
             subscription.billing_anchor = end  # a new interval starts its own schedule
         subscription.price, subscription.scheduled_price = new_price, None
         entitlements_changed(customer=customer)
+    if subscription.scheduled_seats is not None:
+        subscription.seats, subscription.scheduled_seats = subscription.scheduled_seats, None
     period = periods.period_at(
         anchor=subscription.billing_anchor, months=price_months(subscription.price), at=end
     )
@@ -131,6 +133,8 @@ def _next_period_locked(*, customer: Customer, subscription: Subscription) -> pe
         update_fields=[
             "price",
             "scheduled_price",
+            "seats",
+            "scheduled_seats",
             "billing_anchor",
             "current_period_start",
             "current_period_end",
@@ -178,6 +182,7 @@ def renewal_is_plain(
         subscription.status == SubscriptionStatus.ACTIVE
         and not subscription.cancel_at_period_end
         and subscription.scheduled_price_id is None
+        and subscription.scheduled_seats is None
         and subscription.price.amount > 0
         and method is not None
         and method.gateway == gateway_name

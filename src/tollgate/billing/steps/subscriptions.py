@@ -10,6 +10,7 @@ import secrets
 
 from tollgate.billing.emails import billing_links
 from tollgate.billing.entitlements import entitlements_changed
+from tollgate.billing.errors import TransitionRefused
 from tollgate.billing.models import Customer, Subscription
 from tollgate.billing.states import SUBSCRIPTION, SubscriptionStatus
 from tollgate.core.events import event_publish
@@ -26,6 +27,16 @@ def subscription_event_publish(*, subscription: Subscription, event_type: str) -
         object_id=subscription.public_id,
         key=f"{subscription.public_id}:{secrets.token_hex(8)}",
     )
+
+
+def subscription_period_open_check(*, subscription: Subscription, now: dt.datetime) -> None:
+    """Refuse a change once the current period has ended: its renewal is due (or running), and
+    the change would be decided against a period that is over."""
+    if now >= subscription.current_period_end:
+        raise TransitionRefused(
+            "The current period has ended and is being renewed; try again in a minute.",
+            details={"object": "subscription", "from": subscription.status},
+        )
 
 
 def subscription_move_locked(*, subscription: Subscription, target: SubscriptionStatus) -> None:
@@ -49,8 +60,15 @@ def subscription_end_locked(
     subscription.ended_at = at
     subscription.cancel_at_period_end = False
     subscription.scheduled_price = None
+    subscription.scheduled_seats = None
     subscription.save(
-        update_fields=["status", "ended_at", "cancel_at_period_end", "scheduled_price"]
+        update_fields=[
+            "status",
+            "ended_at",
+            "cancel_at_period_end",
+            "scheduled_price",
+            "scheduled_seats",
+        ]
     )
     entitlements_changed(customer=subscription.customer)
     subscription_event_publish(
