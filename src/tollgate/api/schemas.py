@@ -231,10 +231,11 @@ class UsageOut(Schema):
 # --- Subscriptions and invoices --------------------------------------------------------------------
 class PriceOut(Schema):
     id: str
-    amount: int
+    amount: int = Field(description="Per interval in minor units; per seat when `per_seat`")
     currency: str
     interval: str
     interval_count: int
+    per_seat: bool = False
 
 
 class SubscriptionOut(Schema):
@@ -245,6 +246,10 @@ class SubscriptionOut(Schema):
     status: str
     plan: str
     price: PriceOut
+    seats: int = Field(description="The seats a per-seat price is paid for (1 on a flat price)")
+    scheduled_seats: int | None = Field(
+        None, description="The seats from `current_period_end` on, when fewer were asked for"
+    )
     current_period_start: str
     current_period_end: str
     trial_end: str | None

@@ -11,6 +11,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 
 from tollgate import __version__
 from tollgate.api import billing, customers, webhooks
+from tollgate.api.schemas import PriceOut
 from tollgate.catalog.selectors import plans_for_sale
 from tollgate.core.errors import RateLimited, TollgateError
 
@@ -113,14 +114,6 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     return _error(request, exc.status_code, "error", str(exc))
 
 
-class PriceOut(Schema):
-    id: str
-    amount: int
-    currency: str
-    interval: str
-    interval_count: int
-
-
 class PlanOut(Schema):
     id: str
     code: str
@@ -163,6 +156,7 @@ def plans(request: HttpRequest) -> list[dict[str, object]]:
                     "currency": price.currency,
                     "interval": price.interval,
                     "interval_count": price.interval_count,
+                    "per_seat": price.per_seat,
                 }
                 for price in plan.prices.all()
             ],

@@ -80,7 +80,8 @@ def _subscriptions(customer: Customer) -> list[dict[str, Any]]:
         {
             "id": subscription.public_id,
             "plan": subscription.price.plan.name,
-            "price": _money(subscription.price.amount, subscription.price.currency),
+            "price": _money(subscription.amount, subscription.price.currency),
+            "seats": subscription.seats,
             "interval": subscription.price.interval,
             "status": subscription.status,
             "created_at": _iso(subscription.created_at),

@@ -15,10 +15,12 @@ from tollgate.billing import discounts, selectors, services
 from tollgate.billing.errors import (
     PaymentMethodNotFound,
     PromotionCodeRefused,
+    SeatsBelowMembers,
     SubscriptionExists,
 )
 from tollgate.billing.gateways.registry import gateway_get
 from tollgate.billing.models import Customer, PaymentAttempt, PromotionCode, Subscription
+from tollgate.billing.seats import members_count
 from tollgate.billing.states import PaymentStatus, SubscriptionStatus
 from tollgate.catalog.models import Price
 from tollgate.core import clock
@@ -61,11 +63,16 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
     actions = _checkout_actions(price, has_card=card is not None)
     form = CheckoutForm(request.POST or None, owner=user.public_id)
     promotion = None
+    # A new customer gets an organisation of its own: one member.
+    members = max(1, members_count(customer)) if customer else 1
+    seats = members if price.per_seat else 1
     if request.method == "POST" and form.is_valid():
         action = form.cleaned_data["action"]
-        promotion = _promotion_checked(form, customer, price)
-        if action == CheckoutForm.APPLY or form.errors:
-            pass  # shown again with the code's discount, or why it cannot be used
+        if price.per_seat:
+            seats = _seats_checked(form, members)
+        promotion = _promotion_checked(form, customer, price, seats)
+        if action in CheckoutForm.PREVIEWS or form.errors:
+            pass  # shown again with the total and the code's discount, or why it cannot be
         elif action not in actions:
             form.add_error(None, "Choose one of the options below.")
         else:
@@ -77,6 +84,7 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
                     "token": form.cleaned_data["form_token"],
                     "trial": trial,
                     "code": form.cleaned_data["promotion_code"],
+                    "seats": seats,
                 }
                 return hosted_setup_redirect(request, customer, "billing:checkout_return")
             try:
@@ -87,6 +95,7 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
                     actor=user,
                     idempotency_key=form.cleaned_data["idempotency_key"],
                     promotion_code=form.cleaned_data["promotion_code"],
+                    seats=seats if price.per_seat else None,
                 )
             except (SubscriptionExists, IdempotencyKeyInProgress):
                 # A double submission: the result page shows the subscription the first one made.
@@ -94,6 +103,9 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
             except PromotionCodeRefused as exc:
                 form.add_error("promotion_code", exc.message)
                 form.token_renew()  # the refused request keeps its key
+            except SeatsBelowMembers as exc:
+                form.add_error("seats", exc.message)
+                form.token_renew()
             except TollgateError as exc:
                 form.add_error(None, exc.message)
             else:
@@ -108,14 +120,30 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
             "actions": actions,
             "form": form,
             "promotion": promotion,
-            "discount": _discount_preview(promotion, price) if promotion else None,
+            "discount": _discount_preview(promotion, price, seats) if promotion else None,
+            "seats": seats,
+            "members": members,
+            "total": price.amount_for(seats),
         },
         status=422 if form.errors else 200,
     )
 
 
+def _seats_checked(form: CheckoutForm, members: int) -> int:
+    """The seats the form asks for (by default one per member), with an error on the form when
+    they are fewer than the members."""
+    seats = form.cleaned_data.get("seats") or members
+    if seats < members:
+        form.add_error(
+            "seats",
+            f"Your organisation has {members} members: choose at least {members} seats.",
+        )
+        return members
+    return int(seats)
+
+
 def _promotion_checked(
-    form: CheckoutForm, customer: Customer | None, price: Price
+    form: CheckoutForm, customer: Customer | None, price: Price, seats: int = 1
 ) -> PromotionCode | None:
     """The promotion code the form names, if the customer may use it on ``price``; otherwise
     None, with the reason on the form (a code to check and none given, too)."""
@@ -133,13 +161,12 @@ def _promotion_checked(
         return None
 
 
-def _discount_preview(promotion: PromotionCode, price: Price) -> dict[str, Any]:
-    off = discounts.amount_off(
-        coupon=promotion.coupon, amount=price.amount, currency=price.currency
-    )
+def _discount_preview(promotion: PromotionCode, price: Price, seats: int) -> dict[str, Any]:
+    total = price.amount_for(seats)
+    off = discounts.amount_off(coupon=promotion.coupon, amount=total, currency=price.currency)
     return {
         "off": off,
-        "net": price.amount - off,
+        "net": total - off,
         "terms": discounts.coupon_terms(promotion.coupon),
     }
 
@@ -225,6 +252,7 @@ def _checkout_complete(request: HttpRequest, reference: str) -> HttpResponse:
             actor=user,
             idempotency_key=key,
             promotion_code=str(pending.get("code", "")),
+            seats=_pending_seats(pending, price),
         )
     except (SubscriptionExists, IdempotencyKeyInProgress):
         pass  # the same checkout again (a reload): its result stands
@@ -232,3 +260,8 @@ def _checkout_complete(request: HttpRequest, reference: str) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("billing:checkout", price_id=price.public_id)
     return redirect("billing:checkout_return")
+
+
+def _pending_seats(pending: dict[str, Any], price: Price) -> int | None:
+    seats = pending.get("seats")
+    return seats if price.per_seat and isinstance(seats, int) else None

@@ -9,6 +9,7 @@ from django import forms
 from django.http import QueryDict
 
 from tollgate.billing.models import Subscription
+from tollgate.billing.seats import SEATS_MAX
 from tollgate.core.errors import FormTokenInvalid
 from tollgate.core.idempotency import form_token_issue, form_token_redeem
 
@@ -84,7 +85,9 @@ class CheckoutForm(TokenForm):
     FREE = "free"  # a free price: nothing to pay
     PAY_NOW = "pay_now"  # skip the plan's trial: charge now (the saved card, or save one first)
     APPLY = "apply"  # check the promotion code and show its discount; starts nothing
+    UPDATE = "update"  # show the total for the seats asked for; starts nothing
     WITHOUT_TRIAL = frozenset({FREE, PAY_NOW})  # the actions that start no trial
+    PREVIEWS = frozenset({APPLY, UPDATE})  # the actions that start nothing
 
     action = forms.ChoiceField(
         choices=[
@@ -94,8 +97,16 @@ class CheckoutForm(TokenForm):
             (FREE, FREE),
             (PAY_NOW, PAY_NOW),
             (APPLY, APPLY),
+            (UPDATE, UPDATE),
         ],
         widget=forms.HiddenInput,
+    )
+    seats = forms.IntegerField(
+        label="Seats",
+        required=False,
+        min_value=1,
+        max_value=SEATS_MAX,
+        help_text="One for each person in your organisation; add more as it grows.",
     )
     promotion_code = forms.CharField(
         label="Promotion code (optional)",
@@ -117,6 +128,14 @@ class ChangePlanForm(TokenForm):
     purpose = "subscription_change_price"
 
     price = forms.CharField(widget=forms.HiddenInput, max_length=32)
+
+
+class SeatsForm(TokenForm):
+    purpose = "subscription_seats_change"
+
+    seats = forms.IntegerField(
+        label="Seats", min_value=1, max_value=SEATS_MAX, widget=forms.HiddenInput
+    )
 
 
 class PayInvoiceForm(TokenForm):

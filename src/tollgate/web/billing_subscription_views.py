@@ -1,7 +1,9 @@
-"""The subscription's course: change plan (with a proration preview), cancel at the period end,
-resume."""
+"""The subscription's course: change plan (with a proration preview), seats of a per-seat plan,
+cancel at the period end, resume."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,13 +14,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 from tollgate.billing import selectors, services
 from tollgate.billing.entitlements import GRANTING
 from tollgate.billing.models import Subscription
-from tollgate.billing.previews import change_preview
+from tollgate.billing.previews import change_preview, seats_preview
+from tollgate.billing.seats import SEATS_MAX, members_count, seats_for_price
 from tollgate.billing.states import PaymentStatus
 from tollgate.catalog.models import Price
 from tollgate.catalog.selectors import plans_for_sale
 from tollgate.core import clock
 from tollgate.core.errors import TollgateError
-from tollgate.web.billing_forms import CancelForm, ChangePlanForm
+from tollgate.web.billing_forms import CancelForm, ChangePlanForm, SeatsForm
 from tollgate.web.billing_views import decline_message, signed_in_user
 
 
@@ -71,8 +74,17 @@ def change_plan(request: HttpRequest) -> HttpResponse:
         else:
             _change_done_message(request, changed, chosen)
             return redirect("billing:dashboard")
+    seats = (
+        seats_for_price(
+            subscription=subscription, members=members_count(subscription.customer), price=chosen
+        )
+        if chosen
+        else subscription.seats
+    )
     preview = (
-        change_preview(subscription=subscription, price=chosen, at=clock.now()) if chosen else None
+        change_preview(subscription=subscription, price=chosen, at=clock.now(), seats=seats)
+        if chosen
+        else None
     )
     return render(
         request,
@@ -81,6 +93,8 @@ def change_plan(request: HttpRequest) -> HttpResponse:
             "subscription": subscription,
             "options": options,
             "chosen": chosen,
+            "chosen_amount": chosen.amount_for(seats) if chosen else 0,
+            "seats": seats,
             "preview": preview,
             "form": form,
         },
@@ -97,15 +111,93 @@ def _change_done_message(request: HttpRequest, subscription: Subscription, price
         )
         return
     messages.success(request, f"You're now on {price.plan.name}.")
+    _charge_outcome_message(request, subscription, "the upgrade")
+
+
+def _charge_outcome_message(request: HttpRequest, subscription: Subscription, what: str) -> None:
+    """Say so when the charge of a change made now (``what``) failed or waits for the bank."""
     payment = selectors.payment_latest(subscription=subscription)
     if payment is not None and payment.status == PaymentStatus.FAILED:
         messages.error(
             request,
-            f"The upgrade could not be charged: {decline_message(payment.decline_code)} "
-            "Replace your card to pay it.",
+            f"{what[0].upper()}{what[1:]} could not be charged: "
+            f"{decline_message(payment.decline_code)} Replace your card to pay for it.",
         )
     elif payment is not None and payment.status == PaymentStatus.REQUIRES_ACTION:
-        messages.warning(request, "Your bank needs you to confirm the upgrade's payment.")
+        messages.warning(request, f"Your bank needs you to confirm the payment for {what}.")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def seats(request: HttpRequest) -> HttpResponse:
+    """Choose how many seats a per-seat plan pays for, see what that costs now (more seats,
+    prorated) or when it takes effect (fewer), confirm."""
+    user = signed_in_user(request)
+    customer = selectors.customer_for(user=user)
+    subscription = selectors.subscription_current(customer=customer) if customer else None
+    if subscription is None or not subscription.price.per_seat:
+        messages.info(request, "Your plan is not priced per seat.")
+        return redirect("billing:dashboard")
+    members = members_count(subscription.customer)
+    form = SeatsForm(request.POST or None, owner=user.public_id)
+    wanted = _seats_asked(request.POST if request.method == "POST" else request.GET)
+    if request.method == "POST" and form.is_valid():
+        try:
+            changed = services.subscription_seats_change(
+                subscription=subscription,
+                seats=form.cleaned_data["seats"],
+                actor=user,
+                idempotency_key=form.cleaned_data["idempotency_key"],
+            )
+        except TollgateError as exc:
+            form.add_error(None, exc.message)
+        else:
+            _seats_done_message(request, changed, form.cleaned_data["seats"])
+            return redirect("billing:dashboard")
+    error = ""
+    if wanted is not None and wanted < members:
+        error = f"Your organisation has {members} members: keep at least {members} seats."
+    elif "seats" in request.GET and wanted is None:
+        error = f"Choose a whole number of seats from 1 to {SEATS_MAX:,}."
+    preview = (
+        seats_preview(subscription=subscription, seats=wanted, at=clock.now())
+        if wanted is not None and not error and wanted != subscription.seats
+        else None
+    )
+    return render(
+        request,
+        "billing/seats.html",
+        {
+            "subscription": subscription,
+            "members": members,
+            "wanted": wanted,
+            "preview": preview,
+            "error": error,
+            "form": form,
+            "seats_max": SEATS_MAX,
+        },
+        status=422 if form.errors or error else 200,
+    )
+
+
+def _seats_asked(data: Any) -> int | None:
+    raw = str(data.get("seats", "")).strip()
+    if not raw.isdigit() or len(raw) > 6:
+        return None
+    seats = int(raw)
+    return seats if 1 <= seats <= SEATS_MAX else None
+
+
+def _seats_done_message(request: HttpRequest, subscription: Subscription, seats: int) -> None:
+    if subscription.scheduled_seats == seats:
+        messages.success(
+            request,
+            f"Your subscription has {seats} seat{'s' if seats != 1 else ''} from "
+            f"{subscription.current_period_end:%B %-d, %Y}.",
+        )
+        return
+    messages.success(request, f"Your subscription has {seats} seat{'s' if seats != 1 else ''} now.")
+    _charge_outcome_message(request, subscription, "the added seats")
 
 
 @require_http_methods(["GET", "POST"])

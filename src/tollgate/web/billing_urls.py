@@ -35,6 +35,7 @@ urlpatterns = [
         name="invoice_pay",
     ),
     path("change/", managers(billing_subscription_views.change_plan), name="change_plan"),
+    path("seats/", managers(billing_subscription_views.seats), name="seats"),
     path("cancel/", managers(billing_subscription_views.cancel), name="cancel"),
     path("resume/", managers(billing_subscription_views.resume), name="resume"),
     path("link/<str:token>/", billing_link_views.signed_link, name="signed_link"),

@@ -30,7 +30,7 @@ from tollgate.billing.entitlements import (
     upgrade_offers_for,
 )
 from tollgate.billing.models import Customer, Invoice, Subscription
-from tollgate.catalog.models import Price
+from tollgate.core.money import Money
 from tollgate.integrations.customers import customer_ref_of
 from tollgate.integrations.usage import usage_current
 from tollgate.web.context_processors import payment_overdue_of
@@ -80,15 +80,18 @@ def _offers(customer: Customer) -> list[UpgradeOffer]:
     return upgrade_offers_for(current=current, usage=totals)
 
 
-def _next_charge(subscription: Subscription | None) -> tuple[Any, Price] | None:
-    """When the next renewal is charged and at which price; None when nothing more is charged."""
+def _next_charge(subscription: Subscription | None) -> tuple[Any, Money] | None:
+    """When the next renewal is charged and what (before any discount), with a scheduled price
+    or seats change; None when nothing more is charged."""
     if (
         subscription is None
         or subscription.cancel_at_period_end
         or subscription.status not in GRANTING
     ):
         return None
-    return subscription.current_period_end, subscription.scheduled_price or subscription.price
+    price = subscription.scheduled_price or subscription.price
+    seats = subscription.scheduled_seats or subscription.seats
+    return subscription.current_period_end, Money(price.amount_for(seats), price.currency)
 
 
 @require_safe
