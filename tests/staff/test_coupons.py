@@ -100,3 +100,17 @@ def test_staff_apply_a_coupon_to_a_subscription_once_per_form(staff_client, staf
     discount = Discount.objects.get()
     coupon.refresh_from_db()
     assert (discount.subscription, coupon.times_redeemed) == (subscription, 1)
+
+
+def test_staff_give_other_currencies_on_the_console_form(staff_client, catalog):
+    data = {"name": "Multi", "kind": "amount", "amount_off": "10.00", "currency": "usd"}
+    response = staff_client.post(
+        "/staff/coupons/", {**data, "duration": "once", "other_amounts": "eur 9.00, GBP 8"}
+    )
+    assert response.status_code == 302
+    assert Coupon.objects.get().amounts_off == {"EUR": 900, "GBP": 800}
+    refused = staff_client.post(
+        "/staff/coupons/", {**data, "duration": "once", "other_amounts": "EUR nine"}
+    )
+    assert refused.status_code == 422
+    assert "Write each as a currency code and an amount" in refused.content.decode()

@@ -10,8 +10,9 @@ from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 
-from tollgate.billing import services
+from tollgate.billing import discounts, services
 from tollgate.billing.models import Coupon, Discount, PromotionCode
+from tollgate.core.errors import ValidationFailed
 
 
 class CreateOnly:
@@ -40,8 +41,41 @@ def _adopt(obj: Model, created: Model) -> None:
     obj.__dict__.update(created.__dict__)
 
 
+class CouponForm(forms.ModelForm[Coupon]):
+    class Meta:
+        model = Coupon
+        fields = (
+            "name",
+            "percent_off",
+            "amount_off",
+            "currency",
+            "amounts_off",
+            "duration",
+            "duration_periods",
+            "plans",
+            "max_redemptions",
+            "redeem_by",
+            "first_time_only",
+        )
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean() or {}
+        amounts = cleaned.get("amounts_off") or {}
+        if not isinstance(amounts, dict):
+            self.add_error("amounts_off", 'Give currency codes and amounts: {"EUR": 900}.')
+        elif amounts:
+            try:
+                cleaned["amounts_off"] = discounts.further_amounts_checked(
+                    amounts, (cleaned.get("currency") or "").upper()
+                )
+            except ValidationFailed as exc:
+                self.add_error("amounts_off", exc.message)
+        return cleaned
+
+
 @admin.register(Coupon)
 class CouponAdmin(CreateOnly, admin.ModelAdmin[Coupon]):
+    form = CouponForm
     list_display = (
         "public_id",
         "name",
@@ -66,6 +100,7 @@ class CouponAdmin(CreateOnly, admin.ModelAdmin[Coupon]):
             percent_off=data.get("percent_off"),
             amount_off=data.get("amount_off"),
             currency=data.get("currency") or "",
+            amounts_off=data.get("amounts_off") or {},
             duration=data["duration"],
             duration_periods=data.get("duration_periods"),
             plans=list(data.get("plans") or []),

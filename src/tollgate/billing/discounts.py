@@ -10,12 +10,13 @@ to pay is still an amount the gateway charges exactly. Minor units are whole wha
 currency's exponent, so the rule is the same for JPY (no decimals), USD (two) and KWD (three):
 33.33% of JPY 1000 is 334 yen off, 15% of KWD 1.990 (1990 fils, step 10) is 300 fils off. A fixed
 amount (itself a whole number of steps: ``coupon_create`` checks) takes ``min(amount_off, A)`` off
-an amount in its own currency and nothing off any other currency. A discount never takes an
-amount below zero.
+an amount in its currency, or in one of its further currencies with that currency's amount
+(``amounts_off``), and nothing off any other currency. A discount never takes an amount below
+zero.
 
 **Which invoices.** A discount applies to the invoice of every billing period that starts in
 ``[starts_at, ends_at)`` while the coupon fits the subscription's price (one of its plans, if it
-names any; its currency, for a fixed amount). ``ends_at`` is fixed when the discount is applied,
+names any; one of its currencies, for a fixed amount). ``ends_at`` is fixed when the discount is applied,
 on the subscription's schedule then: the end of the first discounted period (``once``), of the
 ``n``-th (``repeating``), or never (``forever``). A plan change prorates what was paid after the
 discount and applies the discount to the new price's remaining time while it lasts
@@ -32,13 +33,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from tollgate.billing import periods
 from tollgate.billing.errors import PromotionCodeRefused
 from tollgate.billing.models import Coupon, Customer, Discount, PromotionCode, Subscription
 from tollgate.catalog.models import Price
-from tollgate.core.money import Money
+from tollgate.core.errors import ValidationFailed
+from tollgate.core.money import Money, chargeable_exactly, validate_currency
 
 CODE_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9_-]{2,39}$")
 
@@ -68,15 +71,50 @@ def amount_off(*, coupon: Coupon, amount: int, currency: str, step: int = 1) -> 
     if coupon.percent_off is not None:
         hundredths = int(coupon.percent_off * 100)  # two decimals: exact
         return min(amount, -(-amount * hundredths // (10_000 * step)) * step)
-    if coupon.currency != currency or coupon.amount_off is None:
-        return 0
-    return min(coupon.amount_off, amount)
+    fixed = fixed_amount_in(coupon, currency)
+    return min(fixed, amount) if fixed else 0
+
+
+def fixed_amount_in(coupon: Coupon, currency: str) -> int | None:
+    """The fixed amount ``coupon`` takes off in ``currency`` (its own or one of its further
+    currencies); None for a percentage or a currency it has no amount in."""
+    if coupon.amount_off is None:
+        return None
+    if coupon.currency == currency:
+        return coupon.amount_off
+    further = (coupon.amounts_off or {}).get(currency)
+    return further if isinstance(further, int) and not isinstance(further, bool) else None
+
+
+def further_amounts_checked(amounts: Mapping[str, Any], currency: str) -> dict[str, int]:
+    """A fixed-amount coupon's further currencies (``Coupon.amounts_off``) checked: each a
+    currency (ISO 4217) other than its own ``currency``, with an amount above zero that the
+    gateway charges exactly (ValidationFailed, field ``amounts_off``, otherwise)."""
+    checked: dict[str, int] = {}
+
+    def invalid(message: str) -> ValidationFailed:
+        return ValidationFailed(message, details={"field": "amounts_off"})
+
+    for code, amount in amounts.items():
+        try:
+            other = validate_currency(str(code))
+        except ValueError as exc:
+            raise invalid(f"{str(code)[:8]} is not a currency (ISO 4217).") from exc
+        if other == currency or other in checked:
+            raise invalid(f"{other} is given twice.")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise invalid(f"The amount off in {other} is more than zero.")
+        if not chargeable_exactly(Money(amount, other)):
+            raise invalid(f"The payment gateway cannot charge {other} in this precision; round it.")
+        checked[other] = amount
+    return dict(sorted(checked.items()))
 
 
 def coupon_fits(*, coupon: Coupon, price: Price, plan_ids: Iterable[int] | None = None) -> bool:
     """Whether ``coupon`` can discount ``price``: one of its plans (when it names some) and, for a
-    fixed amount, the price's currency. ``plan_ids``: the coupon's plans, when already read."""
-    if coupon.amount_off is not None and coupon.currency != price.currency:
+    fixed amount, a currency it has an amount in. ``plan_ids``: the coupon's plans, when already
+    read."""
+    if coupon.amount_off is not None and fixed_amount_in(coupon, price.currency) is None:
         return False
     allowed = set(plan_ids if plan_ids is not None else coupon.plans.values_list("pk", flat=True))
     return not allowed or price.plan_id in allowed
@@ -202,7 +240,11 @@ def coupon_terms(coupon: Coupon) -> str:
     if coupon.percent_off is not None:
         off = f"{coupon.percent_off.normalize():f}% off"
     else:
-        off = f"{Money(coupon.amount_off or 0, coupon.currency).format()} off"
+        amounts = [Money(coupon.amount_off or 0, coupon.currency)] + [
+            Money(amount, currency)
+            for currency, amount in sorted((coupon.amounts_off or {}).items())
+        ]
+        off = f"{' or '.join(money.format() for money in amounts)} off"
     if coupon.duration == Coupon.Duration.ONCE:
         return f"{off} the first invoice"
     if coupon.duration == Coupon.Duration.REPEATING:

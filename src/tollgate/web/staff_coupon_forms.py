@@ -55,6 +55,12 @@ class CouponForm(RefusalForm):
     currency = forms.CharField(
         label="Currency", required=False, max_length=3, help_text="ISO 4217, e.g. USD."
     )
+    other_amounts = forms.CharField(
+        label="In other currencies",
+        required=False,
+        max_length=400,
+        help_text="Optional, for prices in other currencies: e.g. EUR 9.00, GBP 8.00.",
+    )
     duration = forms.ChoiceField(label="For how long", choices=Coupon.Duration.choices)
     duration_periods = forms.IntegerField(
         label="Billing periods",
@@ -90,9 +96,26 @@ class CouponForm(RefusalForm):
             else:
                 cleaned["amount_minor"] = money.amount
                 cleaned["currency"] = money.currency
+            cleaned["amounts_off"] = self._other_amounts(cleaned.get("other_amounts") or "")
         elif cleaned.get("kind") == "percent" and cleaned.get("percent_off") is None:
             self.add_error("percent_off", "Give the percentage off.")
         return cleaned
+
+    def _other_amounts(self, text: str) -> dict[str, int]:
+        """``EUR 9.00, GBP 8.00`` as minor units per currency (an error on the field otherwise)."""
+        amounts: dict[str, int] = {}
+        for part in filter(None, (piece.strip() for piece in text.replace("\n", ",").split(","))):
+            code, _, major = part.partition(" ")
+            try:
+                money = money_from_major_units(major.strip(), validate_currency(code.upper()))
+            except ValueError:
+                self.add_error(
+                    "other_amounts",
+                    f"Write each as a currency code and an amount, e.g. EUR 9.00 ({part[:20]}?).",
+                )
+                return {}
+            amounts[money.currency] = money.amount
+        return amounts
 
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data
@@ -102,6 +125,7 @@ class CouponForm(RefusalForm):
             "percent_off": None if amount else data["percent_off"],
             "amount_off": data.get("amount_minor") if amount else None,
             "currency": data.get("currency", "") if amount else "",
+            "amounts_off": data.get("amounts_off") or {} if amount else {},
             "duration": data["duration"],
             "duration_periods": data.get("duration_periods"),
             "plans": list(data.get("plans") or []),
@@ -118,6 +142,22 @@ class PromotionCodeForm(RefusalForm):
     max_redemptions = forms.IntegerField(label="Redemptions at most", required=False, min_value=1)
     expires_on = forms.DateField(label="Usable until (inclusive, UTC)", required=False)
     first_time_only = forms.BooleanField(label="First-time customers only", required=False)
+
+    def _other_amounts(self, text: str) -> dict[str, int]:
+        """``EUR 9.00, GBP 8.00`` as minor units per currency (an error on the field otherwise)."""
+        amounts: dict[str, int] = {}
+        for part in filter(None, (piece.strip() for piece in text.replace("\n", ",").split(","))):
+            code, _, major = part.partition(" ")
+            try:
+                money = money_from_major_units(major.strip(), validate_currency(code.upper()))
+            except ValueError:
+                self.add_error(
+                    "other_amounts",
+                    f"Write each as a currency code and an amount, e.g. EUR 9.00 ({part[:20]}?).",
+                )
+                return {}
+            amounts[money.currency] = money.amount
+        return amounts
 
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data

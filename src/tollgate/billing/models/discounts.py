@@ -45,8 +45,8 @@ class Redeemable(models.Model):
 
 
 class Coupon(Redeemable):
-    """What a discount takes off (a percentage, or a fixed amount in one currency) and for how
-    long: the first invoice only, ``duration_periods`` billing periods, or forever.
+    """What a discount takes off (a percentage, or a fixed amount in one or more currencies) and
+    for how long: the first invoice only, ``duration_periods`` billing periods, or forever.
 
     Optionally only for some plans (``plans``; none means every plan), redeemable until
     ``redeem_by``, at most ``max_redemptions`` times in all, and by first-time customers only.
@@ -64,6 +64,14 @@ class Coupon(Redeemable):
     percent_off = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
     amount_off = models.BigIntegerField(null=True, blank=True)
     currency = models.CharField(max_length=3, blank=True)
+    # A fixed amount's further currencies: ISO 4217 code -> minor units off (``coupon_create``
+    # checks them). Null (a row from before) means none.
+    amounts_off = models.JSONField(
+        null=True,
+        blank=True,
+        default=dict,
+        help_text='A fixed amount in further currencies, e.g. {"EUR": 900} (minor units)',
+    )
     duration = models.CharField(max_length=16, choices=Duration.choices)
     duration_periods = models.PositiveSmallIntegerField(null=True, blank=True)
     plans = models.ManyToManyField(Plan, blank=True, related_name="+")

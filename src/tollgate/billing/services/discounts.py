@@ -5,7 +5,7 @@ existing subscription. Each is one durable transaction, audited; what the rules 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import TypeVar
 
@@ -41,6 +41,7 @@ def coupon_create(
     percent_off: Decimal | None = None,
     amount_off: int | None = None,
     currency: str = "",
+    amounts_off: Mapping[str, int] | None = None,
     duration: str,
     duration_periods: int | None = None,
     plans: Sequence[Plan] = (),
@@ -50,7 +51,8 @@ def coupon_create(
     actor: User,
 ) -> Coupon:
     """Create a coupon: a percentage (more than 0, at most 100, two decimals) or a fixed amount
-    in minor units of one currency; once, ``duration_periods`` periods (``repeating``) or
+    in minor units of ``currency`` (and of the further currencies of ``amounts_off``: code ->
+    minor units, for prices in those currencies); once, ``duration_periods`` periods (``repeating``) or
     forever; optionally for some plans only, with a redemption limit, an expiry and for
     first-time customers only. Audited."""
     _staff(actor)
@@ -76,8 +78,11 @@ def coupon_create(
                 f"The payment gateway cannot charge {currency} in this precision; round it.",
                 "amount_off",
             )
+        further = discounts.further_amounts_checked(amounts_off or {}, currency)
     else:
-        currency = ""
+        if amounts_off:
+            raise _invalid("Amounts in further currencies go with a fixed amount.", "amounts_off")
+        currency, further = "", {}
     if duration not in Coupon.Duration.values:
         raise _invalid("Choose how long the discount lasts.", "duration")
     if duration == Coupon.Duration.REPEATING and not (duration_periods or 0) >= 1:
@@ -90,6 +95,7 @@ def coupon_create(
             percent_off=percent_off,
             amount_off=amount_off,
             currency=currency,
+            amounts_off=further,
             duration=duration,
             duration_periods=duration_periods if duration == Coupon.Duration.REPEATING else None,
             max_redemptions=max_redemptions,
@@ -106,6 +112,7 @@ def coupon_create(
                 "percent_off": str(percent_off) if percent_off is not None else None,
                 "amount_off": amount_off,
                 "currency": currency,
+                "amounts_off": further,
                 "duration": duration,
                 "duration_periods": coupon.duration_periods,
                 "plans": [plan.public_id for plan in plans],
