@@ -18,6 +18,7 @@ from tollgate.billing.models import Invoice, Subscription
 from tollgate.catalog.models import Price
 from tollgate.catalog.services import catalog_load
 from tollgate.organisations import services as org_services
+from tollgate.organisations.models import Invitation
 
 pytestmark = pytest.mark.django_db
 
@@ -163,3 +164,19 @@ def test_the_api_reports_the_seats(subscribed):
 
     data = subscription_data(subscribed)
     assert (data["seats"], data["scheduled_seats"], data["price"]["per_seat"]) == (3, None, True)
+
+
+def test_the_organisation_page_counts_the_seats_taken_and_refuses_an_invitation_when_full(
+    billing_client, subscribed
+):
+    invite = reverse("web:organisation_invite")
+    for email in ("a@example.org", "b@example.org"):
+        billing_client.post(invite, {"email": email, "role": "member"})
+    page = billing_client.get(reverse("web:organisation")).content.decode()
+    assert "3 of 3 seats taken (members and invitations waiting)" in page
+    assert "every seat is taken, so add one before you invite someone" in page
+    response = billing_client.post(
+        invite, {"email": "c@example.org", "role": "member"}, follow=True
+    )
+    assert "Every seat of your organisation&#x27;s plan is taken" in response.content.decode()
+    assert not Invitation.objects.filter(email="c@example.org").exists()

@@ -81,17 +81,21 @@ def seats_following(*, subscription: Subscription, members: int, price: Price) -
     return max(following, members) if price.per_seat else following
 
 
-def organisation_join_check(organisation: Any, people: int) -> None:
-    """Registered with ``organisations.registry``: refuse a new member or invitation that would
-    take the organisation past the seats its subscription pays for."""
+def seats_of(organisation: Any) -> int | None:
+    """How many people ``organisation`` may hold (``seats_bound`` of its live subscription); None
+    without a bound (no subscription, or none per seat). One query."""
     subscription = (
         Subscription.objects.filter(customer__organisation=organisation)
         .exclude(status__in=sorted(SUBSCRIPTION_ENDED))
         .select_related("price", "scheduled_price")
         .first()
     )
-    if subscription is None:
-        return
-    bound = seats_bound(subscription)
+    return seats_bound(subscription) if subscription is not None else None
+
+
+def organisation_join_check(organisation: Any, people: int) -> None:
+    """Registered with ``organisations.registry``: refuse a new member or invitation that would
+    take the organisation past the seats its subscription pays for."""
+    bound = seats_of(organisation)
     if bound is not None and people > bound:
         raise NoFreeSeat(details={"seats": bound})

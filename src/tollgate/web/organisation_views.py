@@ -15,7 +15,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from tollgate.accounts.models import User
 from tollgate.billing.entitlements import entitlements_for
+from tollgate.billing.seats import seats_of
 from tollgate.billing.services import customer_get_or_create
+from tollgate.core import clock
 from tollgate.core.errors import TollgateError
 from tollgate.organisations import selectors, services
 from tollgate.organisations.invitations import invitation_pending_for
@@ -76,10 +78,15 @@ def organisation(request: HttpRequest) -> HttpResponse:
     if membership is not None:
         org = membership.organisation
         members = selectors.members_of(organisation=org)
+        invitations = selectors.invitations_pending(organisation=org) if manages else []
+        now = clock.now()
         context.update(
             organisation=org,
             members=members,
-            invitations=selectors.invitations_pending(organisation=org) if manages else [],
+            invitations=invitations,
+            seats=seats_of(org),
+            seats_taken=len(members)
+            + sum(1 for invitation in invitations if invitation.expires_at > now),
             rename_form=RenameForm(initial={"name": org.name}) if manages else None,
             is_owner=membership.role == "owner",
         )
