@@ -11,14 +11,17 @@ import pytest
 from allauth.account.models import EmailAddress
 from django.core import mail
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
 
 from tests.billing.conftest import add_card
 from tests.legacy.conftest import INVALID, VALID
 from tollgate.accounts.models import User
 from tollgate.audit.models import AuditEvent
-from tollgate.billing import ledger
+from tollgate.billing import ledger, selectors
 from tollgate.billing.clock import billing_run
+from tollgate.billing.entitlements import entitlements_for
 from tollgate.billing.integrity import ledger_check
 from tollgate.billing.models import (
     Customer,
@@ -30,6 +33,7 @@ from tollgate.billing.models import (
     PaymentAttempt,
     Subscription,
 )
+from tollgate.billing.services import customer_get_or_create
 from tollgate.catalog.models import Price
 from tollgate.core import clock
 from tollgate.core.models import OutboxMessage
@@ -37,15 +41,20 @@ from tollgate.legacy.conflicts import dataset_check_database
 from tollgate.legacy.importer import legacy_import
 from tollgate.legacy.models import LegacyRecord
 from tollgate.legacy.validation import dataset_load
+from tollgate.organisations.models import Membership, Organisation, Role
+from tollgate.organisations.services import invitation_accept, invitation_create
 
 pytestmark = pytest.mark.django_db
 
 # What the valid sample set becomes: 6 accounts; 6 customers (5 with a Stripe id, and Dan, who
-# paid once without one); 5 subscriptions; 10 paid invoices (the declined attempt is left out).
+# paid once without one), each with its personal organisation owned by its account; 5
+# subscriptions; 10 paid invoices (the declined attempt is left out).
 EXPECTED = {
     "users": 6,
     "emails": 6,
     "customers": 6,
+    "organisations": 6,
+    "owners": 6,
     "subscriptions": 5,
     "invoices": 10,
     "lines": 10,
@@ -67,6 +76,8 @@ def snapshot() -> dict[str, Any]:
         "users": User.objects.count(),
         "emails": EmailAddress.objects.count(),
         "customers": Customer.objects.count(),
+        "organisations": Organisation.objects.count(),
+        "owners": Membership.objects.filter(role=Role.OWNER).count(),
         "subscriptions": Subscription.objects.count(),
         "invoices": Invoice.objects.count(),
         "lines": InvoiceLine.objects.count(),
@@ -169,6 +180,75 @@ def test_the_import_books_past_payments_as_paid_invoices_and_the_ledger_balances
     dan = Customer.objects.get(user__email="dan@example.org")
     assert (dan.gateway, dan.gateway_reference) == ("", "")
     assert AuditEvent.objects.filter(action="legacy.batch_imported").count() == 1
+
+
+def test_imported_customers_get_their_personal_organisation_owned_by_their_account(catalog):
+    with CaptureQueriesContext(connection) as captured:
+        run(str(VALID), "--batch-size", "4")
+    for customer in Customer.objects.select_related("organisation", "user"):
+        organisation = customer.organisation
+        assert organisation is not None, customer.email
+        assert (organisation.personal, organisation.name) == (True, customer.name)
+        assert organisation.created_at == customer.created_at == customer.user.date_joined
+        membership = Membership.objects.get(user=customer.user)
+        assert (membership.organisation_id, membership.role) == (organisation.pk, Role.OWNER)
+        assert selectors.customer_for(user=customer.user) == customer
+    ann = User.objects.get(email="ann@example.com")
+    assert (
+        customer_get_or_create(user=ann).organisation_id
+        == Membership.objects.get(user=ann).organisation_id
+    )
+    assert Organisation.objects.count() == 6  # the first billing step made none
+    batches = AuditEvent.objects.filter(action="legacy.batch_imported").order_by("pk")
+    assert [event.details["organisations"] for event in batches] == [4, 2]
+    # Set-wise, like the rest of the import: one INSERT of each per batch of four users.
+    for table in ("organisations_organisation", "organisations_membership"):
+        inserts = [q for q in captured if q["sql"].startswith(f'INSERT INTO "{table}"')]
+        assert len(inserts) == 2, table
+
+
+def test_a_customer_imported_without_an_organisation_gets_it_at_the_next_run(catalog):
+    run(str(VALID))
+    ann = Customer.objects.get(user__email="ann@example.com")
+    before = ann.organisation
+    # What a release without organisations in the import left behind.
+    Customer.objects.filter(pk=ann.pk).update(organisation=None)
+    Membership.objects.filter(user=ann.user).delete()
+    Organisation.objects.filter(pk=before.pk).delete()
+    out = run(str(VALID))
+    assert "users=0 customers=0 subscriptions=0 payments=0 already_imported=21" in out
+    ann.refresh_from_db()
+    assert ann.organisation is not None
+    assert Membership.objects.get(user=ann.user).organisation_id == ann.organisation_id
+    # What was cached about Ann's account (no organisation) is dropped after commit.
+    assert OutboxMessage.objects.filter(
+        kind="organisations.membership_changed", payload={"user": ann.user.public_id}
+    ).exists()
+    assert snapshot() == EXPECTED
+
+
+def test_an_imported_account_that_joined_a_team_keeps_it_when_its_customer_arrives_later(
+    catalog, tmp_path, django_capture_on_commit_callbacks
+):
+    data = tmp_path / "data"
+    shutil.copytree(VALID, data)
+    payments = json.loads((VALID / "payments.json").read_text())
+    (data / "payments.json").write_text(json.dumps([p for p in payments if p["user_id"] != 4]))
+    run(str(data))
+    dan = User.objects.get(email="dan@example.org")
+    assert not Customer.objects.filter(user=dan).exists()
+    ann = User.objects.get(email="ann@example.com")
+    team = Customer.objects.get(user=ann).organisation
+    sent = invitation_create(organisation=team, email=dan.email, role="member", actor=ann)
+    with django_capture_on_commit_callbacks(execute=True):
+        invitation_accept(token=sent.token, user=dan)
+    out = run(str(VALID))
+    assert "customers=1" in out
+    dans = Customer.objects.get(user=dan)
+    assert dans.organisation is not None  # the history has its organisation, without members
+    assert not Membership.objects.filter(organisation=dans.organisation).exists()
+    assert Membership.objects.get(user=dan).organisation_id == team.pk
+    assert entitlements_for(user=dan).plan_code == "pro"  # still the team's plan
 
 
 def test_running_the_import_twice_changes_nothing(catalog):

@@ -3,12 +3,14 @@
 Users are imported in file order, in batches; each batch is one transaction that writes, for its
 users, everything not imported before: the accounts (no password: a set-password email is sent
 only by ``legacy_invitations_send``), their email addresses, their billing customers with their
-Stripe customer ids, their subscriptions with their current period, and each past payment as a
-paid invoice of one line with its succeeded payment at Stripe, dated when the old portal took the
-money. The rows are built set-wise, like the billing clock's renewals, by the same steps
-(``billing.steps``: invoice number, lines, paid, payment attempt) and booked in the ledger by the
-same posting builders (``billing.ledger``): receivable against revenue when the invoice is issued,
-gateway clearing against receivable when it is paid.
+Stripe customer ids and their personal organisations (the account the owner, as every customer
+opened in Tollgate has: ``organisations.steps``), their subscriptions with their current period,
+and each past payment as a paid invoice of one line with its succeeded payment at Stripe, dated
+when the old portal took the money. The rows are built set-wise, like the billing clock's
+renewals, by the same steps (``billing.steps``: invoice number, lines, paid, payment attempt;
+``organisations.steps``) and booked in the ledger by the same posting builders
+(``billing.ledger``): receivable against revenue when the invoice is issued, gateway clearing
+against receivable when it is paid.
 
 Every imported record is remembered in ``LegacyRecord`` by its old id, in the same transaction,
 so a record is imported once: running the import again changes nothing, and after a crash it
@@ -49,6 +51,7 @@ from tollgate.legacy.validation import (
     LegacyUser,
     Problem,
 )
+from tollgate.organisations.steps import PersonalOwner, personal_organisations_create_locked
 
 DEFAULT_BATCH_SIZE = 500
 Kind = LegacyRecord.Kind
@@ -155,8 +158,10 @@ class _Batch:
     """The rows one batch writes, and its users' ids in Tollgate."""
 
     user_pks: dict[str, int]
+    new_users: set[str] = field(default_factory=set)
     customers: dict[str, Customer] = field(default_factory=dict)
     new_customers: set[str] = field(default_factory=set)
+    organisations: int = 0
     records: list[LegacyRecord] = field(default_factory=list)
 
 
@@ -188,12 +193,13 @@ def _batch_import(
         result.customers += len(batch.new_customers)
         result.subscriptions += taken
         result.payments += paid
-        if new_users or taken or paid:
+        if new_users or taken or paid or batch.organisations:
             audit_record(
                 action="legacy.batch_imported",
                 details={
                     "users": len(new_users),
                     "customers": len(batch.new_customers),
+                    "organisations": batch.organisations,
                     "subscriptions": taken,
                     "payments": paid,
                     "first_user": users[0].legacy_id,
@@ -222,16 +228,53 @@ def _users_create(batch: _Batch, users: list[LegacyUser]) -> None:
     )
     for user, row in zip(users, rows, strict=True):
         batch.user_pks[user.legacy_id] = row.pk
+        batch.new_users.add(user.legacy_id)
         _record(batch, Kind.USER, user.legacy_id, row.pk, user.stripe_customer_id)
 
 
 def _customers_ensure(batch: _Batch, users: list[LegacyUser]) -> None:
-    """The billing customer of each of ``users`` (locked when it exists), created when missing."""
+    """The billing customer of each of ``users`` (locked when it exists), created when missing,
+    with its personal organisation; a customer imported before without one (by a release whose
+    import made none) gets it now."""
     pks = {batch.user_pks[user.legacy_id]: user for user in users}
+    # Accounts imported by an earlier run may be in use: locked before their customers, in the
+    # order billing locks them (account -> customer), so their memberships hold still.
+    earlier = sorted(pk for pk, user in pks.items() if user.legacy_id not in batch.new_users)
+    if earlier:
+        list(
+            User.objects.select_for_update().filter(pk__in=earlier).order_by("pk").values_list("pk")
+        )
     for customer in Customer.objects.select_for_update().filter(user_id__in=pks).order_by("pk"):
-        if customer.user_id is not None:  # always: a customer has an owner (a constraint)
+        if customer.user_id is not None:  # always: found by its opening account
             batch.customers[pks[customer.user_id].legacy_id] = customer
     missing = [user for user in users if user.legacy_id not in batch.customers]
+    unorganised = [
+        customer
+        for customer in batch.customers.values()
+        if customer.organisation_id is None and customer.user_id is not None
+    ]
+    organisations = personal_organisations_create_locked(
+        owners=[
+            PersonalOwner(
+                user_id=batch.user_pks[user.legacy_id],
+                name=user.name,
+                created_at=user.created_at,
+                new=user.legacy_id in batch.new_users,
+            )
+            for user in missing
+        ]
+        + [
+            PersonalOwner(
+                user_id=customer.user_id,
+                name=customer.name,
+                created_at=customer.created_at,
+                new=False,
+            )
+            for customer in unorganised
+            if customer.user_id is not None  # all of them (for the type checker)
+        ]
+    )
+    batch.organisations = len(organisations)
     rows = [
         Customer(
             user_id=batch.user_pks[user.legacy_id],
@@ -240,13 +283,17 @@ def _customers_ensure(batch: _Batch, users: list[LegacyUser]) -> None:
             gateway=LEGACY_GATEWAY if user.stripe_customer_id else "",
             gateway_reference=user.stripe_customer_id,
             created_at=user.created_at,
+            organisation=organisation,
         )
-        for user in missing
+        for user, organisation in zip(missing, organisations[: len(missing)], strict=True)
     ]
     Customer.objects.bulk_create(rows)
     for user, row in zip(missing, rows, strict=True):
         batch.customers[user.legacy_id] = row
         batch.new_customers.add(user.legacy_id)
+    for customer, organisation in zip(unorganised, organisations[len(missing) :], strict=True):
+        customer.organisation = organisation
+    Customer.objects.bulk_update(unorganised, ["organisation"])
 
 
 def _subscriptions_create(
