@@ -175,7 +175,10 @@ def _link(link: links.SignedLink) -> dict[str, Any]:
     summary="A link where a customer subscribes to a plan",
     description="Send the customer to `url`: they are signed in (no password needed), enter "
     "their card on the payment page, and come back to `success_url`. Works once, for 24 hours. "
-    "`success_url` and `cancel_url` must be on a host in TOLLGATE_API_REDIRECT_HOSTS.",
+    "`success_url` and `cancel_url` must be on a host in TOLLGATE_API_REDIRECT_HOSTS. The link "
+    "signs in `user` (`usr_...`, an owner or admin of the customer's organisation), by default "
+    "the account that opened the customer; anyone else is refused (422 `link_user_refused`), "
+    "and so is the link if they are no longer an owner or admin when it is used.",
     openapi_extra=IDEMPOTENCY_HEADER,
 )
 @idempotent_post("links.checkout")
@@ -185,6 +188,7 @@ def checkout_link(request: HttpRequest, payload: CheckoutLinkIn) -> Status[dict[
         price=_price(payload),
         success_url=payload.success_url,
         cancel_url=payload.cancel_url,
+        user=payload.user,
     )
     return Status(201, _link(link))
 
@@ -196,12 +200,16 @@ def checkout_link(request: HttpRequest, payload: CheckoutLinkIn) -> Status[dict[
     tags=["links"],
     summary="A link into a customer's billing pages",
     description="Plan, card, invoices, plan changes and cancellation, signed in without a "
-    "password. Works once, for 5 minutes: create it when the customer clicks.",
+    "password as `user` (`usr_...`, an owner or admin of the customer's organisation; by "
+    "default the account that opened the customer). Works once, for 5 minutes: create it when "
+    "the customer clicks.",
     openapi_extra=IDEMPOTENCY_HEADER,
 )
 @idempotent_post("links.portal")
 def portal_link(request: HttpRequest, payload: PortalLinkIn) -> Status[dict[str, Any]]:
     link = links.portal_link_create(
-        customer=customer_object(request, payload.customer), return_url=payload.return_url
+        customer=customer_object(request, payload.customer),
+        return_url=payload.return_url,
+        user=payload.user,
     )
     return Status(201, _link(link))

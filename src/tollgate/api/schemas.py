@@ -296,6 +296,13 @@ class InvoiceList(Schema):
 
 
 # --- Links -------------------------------------------------------------------------------------------
+_LINK_USER = (
+    "Who the link signs in: the account id (`usr_...`) of an active owner or admin of the "
+    "customer's organisation. By default the account that opened the customer; name someone "
+    "when that account has left the organisation (422 `link_user_required`)."
+)
+
+
 class CheckoutLinkIn(Schema):
     model_config = _example(
         {
@@ -313,6 +320,7 @@ class CheckoutLinkIn(Schema):
     interval: str = Field("month", max_length=8)
     success_url: str = Field(max_length=2000)
     cancel_url: str | None = Field(None, max_length=2000)
+    user: str | None = Field(None, max_length=64, description=_LINK_USER)
 
 
 class PortalLinkIn(Schema):
@@ -321,6 +329,7 @@ class PortalLinkIn(Schema):
     )
     customer: str = Field(max_length=255)
     return_url: str | None = Field(None, max_length=2000)
+    user: str | None = Field(None, max_length=64, description=_LINK_USER)
 
 
 class LinkOut(Schema):

@@ -1,8 +1,11 @@
 """Signed links the operator's product hands to a customer: into a checkout of a chosen plan, into
 their billing pages, and to an invoice's receipt PDF. The product never handles cards or passwords.
 
-Checkout and portal links sign the customer in (an account with no password included), are bound
-to that one customer, short-lived, and work once. They never sign in a staff account. Success and
+Checkout and portal links sign in one account that manages the customer's billing: an owner or
+admin of its organisation the operator names, or else the account that opened the customer (an
+account with no password included). They are bound to that one customer and that account,
+short-lived, and work once; when used, the account must still be active and an owner or admin
+there. They never sign in a staff account. Success and
 cancel addresses must be on a host the operator allows (``TOLLGATE_API_REDIRECT_HOSTS``), so a link
 cannot send a customer anywhere else. Receipt links show one invoice's PDF for an hour, to anyone
 holding the link, and sign nobody in.
@@ -24,11 +27,14 @@ from django.urls import reverse
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
 from tollgate.billing.models import Customer, Invoice
+from tollgate.billing.selectors import customers_of_account
 from tollgate.billing.states import SUBSCRIPTION_ENDED
 from tollgate.catalog.models import Price
 from tollgate.core import clock
 from tollgate.core.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from tollgate.integrations.customers import MEMBER_ID
 from tollgate.integrations.models import SignedLinkUse
+from tollgate.organisations.models import BILLING_ROLES
 
 CHECKOUT_LIFETIME = dt.timedelta(hours=24)
 PORTAL_LIFETIME = dt.timedelta(minutes=5)
@@ -56,6 +62,22 @@ class CustomerHasSubscription(Conflict):
     code = "subscription_exists"
     default_message = (
         "The customer has a subscription already; send them a portal link to change its plan."
+    )
+
+
+class LinkUserRefused(ValidationFailed):
+    code = "link_user_refused"
+    default_message = (
+        "This account is not an owner or admin of the customer's organisation; a link signs in "
+        "only someone who manages its billing."
+    )
+
+
+class LinkUserRequired(ValidationFailed):
+    code = "link_user_required"
+    default_message = (
+        "The account that opened this customer has left its organisation: name an owner or "
+        "admin of the organisation in user (their usr_ id) to sign in."
     )
 
 
@@ -106,28 +128,70 @@ def _link(kind: str, data: dict[str, Any], lifetime: dt.timedelta) -> SignedLink
     return SignedLink(url=f"{settings.SITE_URL}{path}", expires_at=now + lifetime)
 
 
-def _signable_customer(customer: Customer) -> None:
+def _manages_billing(customer: Customer, user: User) -> bool:
+    """Whether ``user`` is an owner or admin of ``customer``'s organisation (for a customer that
+    has no organisation yet: whether it opened it), as the billing pages see it."""
+    return Customer.objects.filter(
+        customers_of_account(user.pk, roles=BILLING_ROLES), pk=customer.pk
+    ).exists()
+
+
+def _signer_refusal(customer: Customer, user: User | None) -> str | None:
+    """Why a link of ``customer`` may not sign ``user`` in, or None when it may."""
+    if user is None or not _manages_billing(customer, user):
+        return LinkUserRefused.default_message
+    if user.is_staff or user.is_superuser:
+        return "Links never sign in a staff account; name another owner or admin."
+    if not user.is_active:
+        return "This account is deactivated; name another owner or admin."
+    return None
+
+
+def _signer(customer: Customer, user: str | None) -> User:
+    """The account a link of ``customer`` signs in: ``user`` (a ``usr_`` id), else the account
+    that opened the customer; an active owner or admin of its organisation, never staff."""
+    if user is None:
+        if customer.user is None:
+            raise LinkUserRequired(details={"field": "user", "customer": customer.public_id})
+        found: User | None = customer.user
+    else:
+        found = (
+            User.objects.filter(public_id=user[:64]).first() if MEMBER_ID.fullmatch(user) else None
+        )
+    refusal = _signer_refusal(customer, found)
+    if refusal is not None or found is None:
+        raise LinkUserRefused(refusal, details={"field": "user", "customer": customer.public_id})
+    return found
+
+
+def _opener_signable(customer: Customer) -> User | None:
+    """The account a link made before links named theirs signs in: the customer's opener."""
     user = customer.user
     if user is None or user.is_staff or user.is_superuser or not user.is_active:
-        raise ValidationFailed(
-            "Links are not made for staff or deactivated accounts.",
-            details={"customer": customer.public_id},
-        )
+        return None
+    return user
 
 
 def checkout_link_create(
-    *, customer: Customer, price: Price, success_url: str, cancel_url: str | None = None
+    *,
+    customer: Customer,
+    price: Price,
+    success_url: str,
+    cancel_url: str | None = None,
+    user: str | None = None,
 ) -> SignedLink:
     """A link where ``customer`` subscribes to ``price`` (a price on sale), signed in without a
-    password. After a successful checkout they are sent to ``success_url``; the checkout page
-    offers ``cancel_url`` to go back. Works once, for 24 hours."""
+    password as ``user`` (a ``usr_`` id of an owner or admin; by default the account that opened
+    the customer). After a successful checkout they are sent to ``success_url``; the checkout
+    page offers ``cancel_url`` to go back. Works once, for 24 hours."""
     if not price.active or not price.plan.active or not price.plan.product.active:
         raise NotFound("This price is not on sale.", details={"field": "price"})
-    _signable_customer(customer)
+    signer = _signer(customer, user)
     if customer.subscriptions.exclude(status__in=sorted(SUBSCRIPTION_ENDED)).exists():
         raise CustomerHasSubscription(details={"customer": customer.public_id})
     data = {
         "c": customer.public_id,
+        "u": signer.public_id,
         "p": price.public_id,
         "s": redirect_url_check(success_url, "success_url"),
         "x": redirect_url_check(cancel_url, "cancel_url"),
@@ -135,17 +199,36 @@ def checkout_link_create(
     return _link("checkout", data, CHECKOUT_LIFETIME)
 
 
-def portal_link_create(*, customer: Customer, return_url: str | None = None) -> SignedLink:
+def portal_link_create(
+    *, customer: Customer, return_url: str | None = None, user: str | None = None
+) -> SignedLink:
     """A link into ``customer``'s billing pages (plan, card, invoices, cancel), signed in without
-    a password; the pages offer ``return_url`` to go back. Works once, for 5 minutes."""
-    _signable_customer(customer)
-    data = {"c": customer.public_id, "r": redirect_url_check(return_url, "return_url")}
+    a password as ``user`` (as for ``checkout_link_create``); the pages offer ``return_url`` to
+    go back. Works once, for 5 minutes."""
+    signer = _signer(customer, user)
+    data = {
+        "c": customer.public_id,
+        "u": signer.public_id,
+        "r": redirect_url_check(return_url, "return_url"),
+    }
     return _link("portal", data, PORTAL_LIFETIME)
+
+
+def _redeemer(customer: Customer, data: dict[str, Any]) -> User | None:
+    """The account a link signs in, if it still may: the one it names, still an active owner or
+    admin of the customer's organisation; for a link made before links named theirs, the
+    customer's opener."""
+    if "u" not in data:
+        return _opener_signable(customer)
+    named = data["u"]
+    user = User.objects.filter(public_id=named).first() if isinstance(named, str) else None
+    return user if _signer_refusal(customer, user) is None else None
 
 
 def signed_link_redeem(*, token: str) -> Redeemed:
     """Check a checkout or portal link and use it up (audited). LinkInvalid when it is not ours,
-    expired, used, or its customer can no longer be signed in by a link."""
+    expired, used, or the account it signs in no longer may (removed from the organisation, no
+    longer an owner or admin, deactivated, made staff)."""
     try:
         data = signing.loads(token, salt=_SALT)
     except signing.BadSignature as exc:
@@ -158,23 +241,23 @@ def signed_link_redeem(*, token: str) -> Redeemed:
     if not dt.timedelta(minutes=-1) <= age <= lifetime:
         raise LinkInvalid()
     customer = Customer.objects.select_related("user").filter(public_id=data.get("c")).first()
-    if customer is None:
+    user = _redeemer(customer, data) if customer is not None else None
+    if customer is None or user is None:
         raise LinkInvalid()
     try:
-        _signable_customer(customer)
         with transaction.atomic(durable=True):
             SignedLinkUse.objects.create(nonce=str(data["n"])[:64])
             audit_record(
                 action=f"account.signed_in_by_{kind}_link",
-                actor=customer.user,
-                target=customer.user,
+                actor=user,
+                target=user,
+                details={"customer": customer.public_id},
             )
-    except (IntegrityError, ValidationFailed) as exc:
+    except IntegrityError as exc:
         raise LinkInvalid() from exc
-    assert customer.user is not None  # noqa: S101 (checked by _signable_customer)
     return Redeemed(
         kind=str(kind),
-        user=customer.user,
+        user=user,
         customer=customer,
         price_id=data.get("p"),
         success_url=data.get("s"),
