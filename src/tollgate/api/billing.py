@@ -178,7 +178,8 @@ def _link(link: links.SignedLink) -> dict[str, Any]:
     "`success_url` and `cancel_url` must be on a host in TOLLGATE_API_REDIRECT_HOSTS. The link "
     "signs in `user` (`usr_...`, an owner or admin of the customer's organisation), by default "
     "the account that opened the customer; anyone else is refused (422 `link_user_refused`), "
-    "and so is the link if they are no longer an owner or admin when it is used.",
+    "and so is the link if they are no longer an owner or admin when it is used. A "
+    "`promotion_code` is checked now and filled in on the checkout, with its discount shown.",
     openapi_extra=IDEMPOTENCY_HEADER,
 )
 @idempotent_post("links.checkout")
@@ -189,6 +190,7 @@ def checkout_link(request: HttpRequest, payload: CheckoutLinkIn) -> Status[dict[
         success_url=payload.success_url,
         cancel_url=payload.cancel_url,
         user=payload.user,
+        promotion_code=payload.promotion_code,
     )
     return Status(201, _link(link))
 

@@ -5,9 +5,10 @@ Checkout and portal links sign in one account that manages the customer's billin
 admin of its organisation the operator names, or else the account that opened the customer (an
 account with no password included). They are bound to that one customer and that account,
 short-lived, and work once; when used, the account must still be active and an owner or admin
-there. They never sign in a staff account. Success and
-cancel addresses must be on a host the operator allows (``TOLLGATE_API_REDIRECT_HOSTS``), so a link
-cannot send a customer anywhere else. Receipt links show one invoice's PDF for an hour, to anyone
+there. They never sign in a staff account. A checkout link may carry a promotion code, checked
+when the link is made and filled in on the checkout it leads to. Success and cancel addresses must
+be on a host the operator allows (``TOLLGATE_API_REDIRECT_HOSTS``), so a link cannot send a
+customer anywhere else. Receipt links show one invoice's PDF for an hour, to anyone
 holding the link, and sign nobody in.
 """
 
@@ -26,6 +27,8 @@ from django.urls import reverse
 
 from tollgate.accounts.models import User
 from tollgate.audit.services import audit_record
+from tollgate.billing import discounts
+from tollgate.billing.errors import PromotionCodeRefused
 from tollgate.billing.models import Customer, Invoice
 from tollgate.billing.selectors import customers_of_account
 from tollgate.billing.states import SUBSCRIPTION_ENDED
@@ -98,6 +101,7 @@ class Redeemed:
     success_url: str | None
     cancel_url: str | None
     return_url: str | None
+    promotion_code: str | None = None
 
 
 def redirect_url_check(url: str | None, field: str) -> str | None:
@@ -179,11 +183,14 @@ def checkout_link_create(
     success_url: str,
     cancel_url: str | None = None,
     user: str | None = None,
+    promotion_code: str | None = None,
 ) -> SignedLink:
     """A link where ``customer`` subscribes to ``price`` (a price on sale), signed in without a
     password as ``user`` (a ``usr_`` id of an owner or admin; by default the account that opened
     the customer). After a successful checkout they are sent to ``success_url``; the checkout
-    page offers ``cancel_url`` to go back. Works once, for 24 hours."""
+    page offers ``cancel_url`` to go back. ``promotion_code``, if the customer may use it on
+    ``price`` now, is filled in on the checkout (which checks it again when they subscribe).
+    Works once, for 24 hours."""
     if not price.active or not price.plan.active or not price.plan.product.active:
         raise NotFound("This price is not on sale.", details={"field": "price"})
     signer = _signer(customer, user)
@@ -196,7 +203,24 @@ def checkout_link_create(
         "s": redirect_url_check(success_url, "success_url"),
         "x": redirect_url_check(cancel_url, "cancel_url"),
     }
+    if promotion_code and promotion_code.strip():
+        data["d"] = _promotion_code_checked(promotion_code, customer, price)
     return _link("checkout", data, CHECKOUT_LIFETIME)
+
+
+def _promotion_code_checked(code: str, customer: Customer, price: Price) -> str:
+    """``code`` as stored, if ``customer`` may use it on ``price`` now; else the refusal, with
+    its reason, on the ``promotion_code`` field."""
+    try:
+        promotion = discounts.promotion_code_check(
+            code=code, customer=customer, price=price, now=clock.now()
+        )
+    except PromotionCodeRefused as exc:
+        reason = exc.details.get("reason", "unknown")
+        raise PromotionCodeRefused(
+            exc.message, details={"field": "promotion_code", "reason": reason}
+        ) from exc
+    return promotion.code
 
 
 def portal_link_create(
@@ -263,6 +287,7 @@ def signed_link_redeem(*, token: str) -> Redeemed:
         success_url=data.get("s"),
         cancel_url=data.get("x"),
         return_url=data.get("r"),
+        promotion_code=data.get("d"),
     )
 
 

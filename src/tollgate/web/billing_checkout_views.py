@@ -33,6 +33,9 @@ from tollgate.web.billing_views import decline_message, signed_in_user
 # The checkout waiting for the customer to come back from the hosted card form: the price, the
 # form token of the checkout (its idempotency key) and whether the plan's trial applies.
 CHECKOUT_SESSION_KEY = "billing_checkout"
+# A promotion code to fill in on the checkout (``?promotion_code=SPRING``; checkout links use it).
+PROMOTION_CODE_PARAMETER = "promotion_code"
+PROMOTION_CODE_MAX_LENGTH = 40  # as CheckoutForm.promotion_code
 
 
 def _price_for_sale(public_id: str) -> Price:
@@ -61,11 +64,17 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
         return redirect(f"{reverse('billing:change_plan')}?price={price.public_id}")
     card = selectors.payment_method_default(customer=customer) if customer else None
     actions = _checkout_actions(price, has_card=card is not None)
-    form = CheckoutForm(request.POST or None, owner=user.public_id)
+    prefilled = _promotion_code_prefilled(request)
+    form = CheckoutForm(
+        request.POST or None, owner=user.public_id, initial={"promotion_code": prefilled}
+    )
     promotion = None
+    promotion_refused = ""
     # A new customer gets an organisation of its own: one member.
     members = max(1, members_count(customer)) if customer else 1
     seats = members if price.per_seat else 1
+    if request.method == "GET" and prefilled and price.amount:
+        promotion, promotion_refused = _promotion_prefilled_checked(prefilled, customer, price)
     if request.method == "POST" and form.is_valid():
         action = form.cleaned_data["action"]
         if price.per_seat:
@@ -120,6 +129,7 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
             "actions": actions,
             "form": form,
             "promotion": promotion,
+            "promotion_refused": promotion_refused,
             "discount": _discount_preview(promotion, price, seats) if promotion else None,
             "seats": seats,
             "members": members,
@@ -159,6 +169,26 @@ def _promotion_checked(
     except PromotionCodeRefused as exc:
         form.add_error("promotion_code", exc.message)
         return None
+
+
+def _promotion_code_prefilled(request: HttpRequest) -> str:
+    """The promotion code the address asks to fill in, if any (as typed; checked on its own)."""
+    value = request.GET.get(PROMOTION_CODE_PARAMETER, "")
+    return value.strip()[:PROMOTION_CODE_MAX_LENGTH]
+
+
+def _promotion_prefilled_checked(
+    code: str, customer: Customer | None, price: Price
+) -> tuple[PromotionCode | None, str]:
+    """The filled-in promotion code if the customer may use it on ``price`` (its discount is
+    shown), or why not (shown on its field); subscribing checks it again."""
+    try:
+        promotion = discounts.promotion_code_check(
+            code=code, customer=customer, price=price, now=clock.now()
+        )
+    except PromotionCodeRefused as exc:
+        return None, exc.message
+    return promotion, ""
 
 
 def _discount_preview(promotion: PromotionCode, price: Price, seats: int) -> dict[str, Any]:
