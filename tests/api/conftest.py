@@ -127,6 +127,27 @@ class Api:
 
 
 @pytest.fixture
+def redis_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the commands and pipelines sent to Redis (the cache's and the rate limiter's)."""
+    import redis.client
+
+    counted = [0]
+    command, pipeline = redis.client.Redis.execute_command, redis.client.Pipeline.execute
+
+    def counting_command(self: Any, *args: Any, **options: Any) -> Any:
+        counted[0] += 1
+        return command(self, *args, **options)
+
+    def counting_pipeline(self: Any, *args: Any, **options: Any) -> Any:
+        counted[0] += 1
+        return pipeline(self, *args, **options)
+
+    monkeypatch.setattr(redis.client.Redis, "execute_command", counting_command)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting_pipeline)
+    return counted
+
+
+@pytest.fixture
 def operator_key(db: Any) -> str:
     return keys.api_key_create(name="product backend", scopes=keys.SCOPES).secret
 

@@ -107,6 +107,30 @@ def test_a_warm_check_makes_no_database_query(
         check(api, "u1", "api_access")
 
 
+@pytest.mark.redis
+def test_a_warm_check_reads_key_and_customer_in_one_round_trip(
+    api, make_api_customer, subscribe, redis_round_trips
+):
+    subscribe(make_api_customer("u1"), "pro")
+    report(api, "u1", "projects", 1, "p1")
+    check(api, "u1", "projects")
+    redis_round_trips[0] = 0
+    assert check(api, "u1", "projects")["remaining"] == 9
+    # The key and the customer together; the entitlements with the usage; the rate-limit count.
+    assert redis_round_trips[0] == 3
+
+
+def test_a_check_with_a_body_it_cannot_read_is_refused_as_before(api, make_api_customer):
+    make_api_customer("u1")
+    for body in ([], "u1", {"customer": ["u1"], "feature": "sso"}, {"customer": "u 1"}):
+        assert api.post("/entitlements/check", body).status_code == 422
+    big = {"customer": "u1", "feature": "sso", "padding": "x" * 5000}
+    assert check(api, "u1", "sso")["allowed"] is False
+    assert api.post("/entitlements/check", big).json()["reason"] == "no_subscription"
+    bad_key = api.post("/entitlements/check", {"customer": "u1", "feature": "sso"}, key="tg_x")
+    assert bad_key.status_code == 401
+
+
 def test_a_plan_change_shows_in_the_next_check(
     api, make_api_customer, subscribe, plan_price, committed
 ):

@@ -4,19 +4,31 @@ Each endpoint names its scope and its operation class (read, write, usage, check
 without a usable key is refused with 401 (and counted against the caller's address, so guessing
 keys is slow); with a key that lacks the scope, 403; over the key's rate for the class, 429 with
 ``Retry-After`` and the ``RateLimit`` headers, which every answer carries.
+
+An endpoint on the hot path names what else it reads from the cache (``reads``, from the request):
+those entries come in the same round trip as the key and wait on the request (:func:`cache_found`)
+for the endpoint, which uses them only once the key has been accepted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest
 from ninja.security import HttpBearer
 
 from tollgate.core import context
 from tollgate.core.errors import RateLimited
-from tollgate.integrations.keys import ApiIdentity, ApiKeyInvalid, api_key_authenticate
+from tollgate.integrations.keys import (
+    ApiIdentity,
+    ApiKeyInvalid,
+    api_key_authenticate,
+    api_key_cache_keys,
+)
 from tollgate.security import endpoints
 from tollgate.security.policies import POLICIES
 from tollgate.security.ratelimit import Decision, limiter
@@ -30,10 +42,17 @@ class ApiKeyAuth(HttpBearer):
     openapi_scheme = "bearer"
     openapi_bearerFormat = "tg_live_... or tg_test_... API key"
 
-    def __init__(self, *, scope: str, operation: str) -> None:
+    def __init__(
+        self,
+        *,
+        scope: str,
+        operation: str,
+        reads: Callable[[HttpRequest], list[str]] | None = None,
+    ) -> None:
         super().__init__()
         self.scope = scope
         self.operation = operation
+        self.reads = reads
 
     def __call__(self, request: HttpRequest) -> ApiIdentity | None:
         header = request.headers.get("Authorization") or ""
@@ -44,7 +63,7 @@ class ApiKeyAuth(HttpBearer):
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiIdentity | None:
         try:
-            identity = api_key_authenticate(presented=token)
+            identity = api_key_authenticate(presented=token, found=self._read(request, token))
         except ApiKeyInvalid:
             _count_failure(request)
             raise
@@ -53,6 +72,20 @@ class ApiKeyAuth(HttpBearer):
         # Audit events of this request name the key (the request's context ends with it).
         context.bind(replace(context.current(), api_key=identity.key_id))
         return identity
+
+    def _read(self, request: HttpRequest, token: str) -> Mapping[str, Any] | None:
+        """The key's cache entry and the endpoint's ``reads``, in one round trip."""
+        if self.reads is None:
+            return None
+        keys = api_key_cache_keys(presented=token)
+        found = cache.get_many([*keys, *self.reads(request)]) if keys else {}
+        request.cache_found = found  # type: ignore[attr-defined]
+        return found
+
+
+def cache_found(request: HttpRequest) -> Mapping[str, Any] | None:
+    """What the request's authentication read from the cache for its endpoint (None: nothing)."""
+    return getattr(request, "cache_found", None)
 
 
 def _refuse_if_over(request: HttpRequest, decision: Decision | None) -> None:

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,18 +125,32 @@ def customer_ref_of(customer: Customer) -> CustomerRef:
     )
 
 
-def customer_resolve(ref: str) -> CustomerRef:
-    """:func:`customer_lookup` for the hot path: cached for every process, dropped after commit
-    when the customer's external id changes."""
-    ref = _ref_check(ref)
+def _resolve_cache_key(ref: str) -> str:
     # A member's reference is dropped when their membership changes (``organisations.cache``).
-    key = account_cache_key(ref, "api-ref") if MEMBER_ID.fullmatch(ref) else _ref_cache_key(ref)
-    cached = cache.get(key)
+    return account_cache_key(ref, "api-ref") if MEMBER_ID.fullmatch(ref) else _ref_cache_key(ref)
+
+
+def customer_resolve_cache_keys(ref: object) -> list[str]:
+    """What :func:`customer_resolve` reads from the cache for ``ref`` (nothing for a reference it
+    refuses), for a caller that reads several keys at once and passes what it found."""
+    try:
+        return [_resolve_cache_key(_ref_check(ref))]  # type: ignore[arg-type]
+    except CustomerNotFound:
+        return []
+
+
+def customer_resolve(ref: str, *, found: Mapping[str, Any] | None = None) -> CustomerRef:
+    """:func:`customer_lookup` for the hot path: cached for every process, dropped after commit
+    when the customer's external id changes. ``found``: what the caller read already of
+    :func:`customer_resolve_cache_keys` (a key missing from it is read here)."""
+    ref = _ref_check(ref)
+    key = _resolve_cache_key(ref)
+    cached = found[key] if found is not None and key in found else cache.get(key)
     if isinstance(cached, CustomerRef):
         return cached
-    found = customer_ref_of(customer_lookup(ref))
-    cache.set(key, found, CACHE_SECONDS)
-    return found
+    resolved = customer_ref_of(customer_lookup(ref))
+    cache.set(key, resolved, CACHE_SECONDS)
+    return resolved
 
 
 def customer_ref_forget(payload: dict[str, Any]) -> None:

@@ -366,14 +366,28 @@ def api_key_cached_forget(payload: dict[str, Any]) -> None:
     cache.delete_many([_cache_key(lookup), f"integrations:apikey:{lookup}"])
 
 
-def api_key_authenticate(*, presented: str) -> ApiIdentity:
-    """The caller ``presented`` identifies, or :class:`ApiKeyInvalid` (the same refusal whatever is
-    wrong with it, so nothing hints at which part was)."""
+def _lookup_of(presented: str) -> str | None:
     match = _KEY_FORMAT.fullmatch(presented or "")
     if match is None or match.group(1) != settings.API_KEY_MODE:
+        return None
+    return match.group(2)
+
+
+def api_key_cache_keys(*, presented: str) -> list[str]:
+    """What :func:`api_key_authenticate` reads from the cache for ``presented`` (nothing for a
+    malformed key), for a caller that reads several keys at once and passes what it found."""
+    lookup = _lookup_of(presented)
+    return [] if lookup is None else [_cache_key(lookup)]
+
+
+def api_key_authenticate(*, presented: str, found: Mapping[str, Any] | None = None) -> ApiIdentity:
+    """The caller ``presented`` identifies, or :class:`ApiKeyInvalid` (the same refusal whatever is
+    wrong with it, so nothing hints at which part was). ``found``: what the caller read already
+    of :func:`api_key_cache_keys` (a key missing from it is read here)."""
+    lookup = _lookup_of(presented)
+    if lookup is None:
         raise ApiKeyInvalid()
-    lookup = match.group(2)
-    cached = _load(lookup)
+    cached = _load(lookup, found)
     presented_hash = _secret_hash(presented)
     if cached is None or not hmac.compare_digest(cached.secret_hash, presented_hash):
         raise ApiKeyInvalid()
@@ -384,30 +398,30 @@ def api_key_authenticate(*, presented: str) -> ApiIdentity:
     return cached.identity
 
 
-def _load(lookup: str) -> _Cached | None:
+def _load(lookup: str, found: Mapping[str, Any] | None = None) -> _Cached | None:
     key = _cache_key(lookup)
-    cached = cache.get(key)
+    cached = found[key] if found is not None and key in found else cache.get(key)
     if isinstance(cached, _Cached):
         return cached
-    found = (
+    row = (
         ApiKey.objects.filter(lookup=lookup, mode=settings.API_KEY_MODE)
         .select_related("customer")
         .first()
     )
-    if found is None:
+    if row is None:
         return None
     loaded = _Cached(
-        secret_hash=found.secret_hash,
+        secret_hash=row.secret_hash,
         identity=ApiIdentity(
-            key_pk=found.pk,
-            key_id=found.public_id,
-            kind=found.kind,
-            scopes=frozenset(found.scopes),
-            rate_limits=dict(found.rate_limits),
-            customer_pk=found.customer_id,
+            key_pk=row.pk,
+            key_id=row.public_id,
+            kind=row.kind,
+            scopes=frozenset(row.scopes),
+            rate_limits=dict(row.rate_limits),
+            customer_pk=row.customer_id,
         ),
-        expires_at=found.expires_at,
-        revoked=found.revoked_at is not None,
+        expires_at=row.expires_at,
+        revoked=row.revoked_at is not None,
     )
     cache.set(key, loaded, CACHE_SECONDS)
     return loaded
