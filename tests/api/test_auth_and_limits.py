@@ -125,6 +125,46 @@ def test_an_operator_key_over_its_own_rate_gets_429_with_retry_after(api):
     assert api.get("/customers").status_code == 200
 
 
+def test_a_check_over_the_keys_rate_gets_429_and_is_not_answered(api, make_api_customer, subscribe):
+    subscribe(make_api_customer("u1"), "pro")
+    limited = keys.api_key_create(
+        name="limited", scopes=["entitlements:read"], rate_limits={"check": "2/minute"}
+    ).secret
+    body = {"customer": "u1", "feature": "projects"}
+    for remaining in (1, 0):
+        answered = api.post("/entitlements/check", body, key=limited)
+        assert answered.json()["remaining"] == 10
+        assert answered["RateLimit"].startswith(f'"api-check";r={remaining};')
+    refused = api.post("/entitlements/check", body, key=limited)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert api.post("/entitlements/check", body).status_code == 200  # another key's allowance
+
+
+@pytest.mark.redis
+def test_a_check_is_let_through_when_its_rate_limit_count_gets_no_answer(
+    api, make_api_customer, subscribe, monkeypatch, captured_logs
+):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from tollgate.ops.cache import RedisCache
+
+    subscribe(make_api_customer("u1"), "pro")
+    body = {"customer": "u1", "feature": "projects"}
+    assert api.post("/entitlements/check", body).status_code == 200
+
+    def unreachable(*args, **kwargs):
+        raise RedisConnectionError("down")
+
+    monkeypatch.setattr(RedisCache, "get_many_and_eval", unreachable)
+    answered = api.post("/entitlements/check", body)
+    assert answered.status_code == 200
+    assert answered.json()["remaining"] == 10
+    assert "RateLimit" not in answered
+    assert captured_logs.events("ratelimit.storage_unavailable")
+
+
 def test_invalid_keys_are_counted_per_address(api, settings):
     settings.RATE_LIMIT_OVERRIDES = {"api-ip": "3/minute"}
     for _ in range(3):

@@ -1,6 +1,7 @@
 """Customers, their entitlements and the entitlement check, and reported usage."""
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from django.http import HttpRequest
@@ -40,7 +41,8 @@ def identity_of(request: HttpRequest) -> ApiIdentity:
 
 def customer_ref(request: HttpRequest, ref: str) -> CustomerRef:
     """The customer ``ref`` names, if the caller may see it (a customer's key: only its own)."""
-    found = customers.customer_resolve(ref, found=cache_found(request))
+    read = cache_found(request, customers.customer_resolve_cache_keys(ref))
+    found = customers.customer_resolve(ref, found=read)
     identity = identity_of(request)
     if not identity.is_operator and found.pk != identity.customer_pk:
         raise CustomerNotFound()
@@ -51,17 +53,26 @@ def customer_object(request: HttpRequest, ref: str) -> Customer:
     return Customer.objects.get(pk=customer_ref(request, ref).pk)
 
 
-def check_reads(request: HttpRequest) -> list[str]:
-    """The cache entry of the customer a check names, read with the caller's key (nothing when
-    the body is not what a check sends: the endpoint then refuses it or reads it itself)."""
-    try:
-        if int(request.META.get("CONTENT_LENGTH") or 0) > CHECK_BODY_READ_MAX:
+class CheckReads:
+    """A check's cache entries: the customer it names, read with the caller's key (nothing when
+    the body is not what a check sends: the endpoint then refuses it or reads it itself), then
+    that customer's entitlements and usage, read with the rate-limit count."""
+
+    def with_key(self, request: HttpRequest) -> list[str]:
+        try:
+            if int(request.META.get("CONTENT_LENGTH") or 0) > CHECK_BODY_READ_MAX:
+                return []
+            body = json.loads(request.body)
+        except (ValueError, RecursionError):
             return []
-        body = json.loads(request.body)
-    except (ValueError, RecursionError):
+        ref = body.get("customer") if isinstance(body, dict) else None
+        return customers.customer_resolve_cache_keys(ref)
+
+    def with_count(self, request: HttpRequest, found: Mapping[str, Any]) -> list[str]:
+        for value in found.values():
+            if isinstance(value, CustomerRef):
+                return access.entitlement_check_cache_keys(customer=value)
         return []
-    ref = body.get("customer") if isinstance(body, dict) else None
-    return customers.customer_resolve_cache_keys(ref)
 
 
 class CustomerFilters(Schema):
@@ -156,7 +167,7 @@ def entitlements_get(request: HttpRequest, customer: str) -> dict[str, Any]:
 @router.post(
     "/entitlements/check",
     response={200: CheckOut, **ERRORS},
-    auth=ApiKeyAuth(scope="entitlements:read", operation=CHECK, reads=check_reads),
+    auth=ApiKeyAuth(scope="entitlements:read", operation=CHECK, reads=CheckReads()),
     tags=["entitlements"],
     summary="May a customer use a feature, or more of a limit, now?",
     description="The hot path: answered from a shared cache, without a database query once "
@@ -166,10 +177,12 @@ def entitlements_get(request: HttpRequest, customer: str) -> dict[str, Any]:
 )
 @idempotent_post("entitlements.check")
 def entitlements_check(request: HttpRequest, payload: CheckIn) -> Status[dict[str, Any]]:
+    customer = customer_ref(request, payload.customer)
     result = access.entitlement_check(
-        customer=customer_ref(request, payload.customer),
+        customer=customer,
         feature=payload.feature,
         quantity=payload.quantity,
+        found=cache_found(request, access.entitlement_check_cache_keys(customer=customer)),
     )
     return Status(200, result.as_dict())
 

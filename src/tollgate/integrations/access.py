@@ -8,6 +8,7 @@ or nearly used up, reads the catalog.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +77,20 @@ def offer_data(offer: UpgradeOffer | None) -> dict[str, Any] | None:
     }
 
 
-def _current_and_usage(customer: CustomerRef) -> tuple[Entitlements, Usage]:
-    """The entitlements and the month's usage, read from the cache in one round trip."""
+def entitlement_check_cache_keys(*, customer: CustomerRef) -> list[str]:
+    """What :func:`entitlement_check` reads from the cache, for a caller that reads several keys
+    at once and passes what it found."""
+    return [*entitlements_cache_keys(customer.pk), usage_cache_key(customer.pk)]
+
+
+def _current_and_usage(
+    customer: CustomerRef, found: Mapping[str, Any] | None = None
+) -> tuple[Entitlements, Usage]:
+    """The entitlements and the month's usage, read from the cache in one round trip (none when
+    the caller passes what it ``found`` of :func:`entitlement_check_cache_keys`)."""
     usage_key = usage_cache_key(customer.pk)
-    found = cache.get_many([*entitlements_cache_keys(customer.pk), usage_key])
+    if found is None:
+        found = cache.get_many(entitlement_check_cache_keys(customer=customer))
     current = entitlements_for_customer(customer_pk=customer.pk, found=found)
     usage = usage_current(customer=customer, entitlements=current, cached=found.get(usage_key))
     return current, usage
@@ -135,15 +146,22 @@ def _key_check(feature: str) -> str:
     return feature
 
 
-def entitlement_check(*, customer: CustomerRef, feature: str, quantity: int = 1) -> CheckResult:
+def entitlement_check(
+    *,
+    customer: CustomerRef,
+    feature: str,
+    quantity: int = 1,
+    found: Mapping[str, Any] | None = None,
+) -> CheckResult:
     """May ``customer`` use ``feature`` now (a feature key), or ``quantity`` more of it (a limit
     key)? Refused with a reason: no subscription that grants access, an unpaid one (past due),
     a feature the plan lacks, or a limit that ``quantity`` more would pass. A refusal, or use
-    within 20% of a limit, comes with the cheapest plan that unlocks more."""
+    within 20% of a limit, comes with the cheapest plan that unlocks more. ``found``: what the
+    caller read already of :func:`entitlement_check_cache_keys`."""
     feature = _key_check(feature)
     if not 0 <= quantity <= MAX_QUANTITY:
         raise ValidationFailed(f"quantity is 0 to {MAX_QUANTITY}.", details={"field": "quantity"})
-    current, usage = _current_and_usage(customer)
+    current, usage = _current_and_usage(customer, found)
     if current.status not in GRANTING:
         reason = Reason.PAST_DUE if current.status == SubscriptionStatus.UNPAID else None
         return CheckResult(False, reason or Reason.NO_SUBSCRIPTION, None, None)

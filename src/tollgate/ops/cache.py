@@ -16,6 +16,7 @@ from django.core.cache.backends.filebased import FileBasedCache as DjangoFileBas
 from django.core.cache.backends.locmem import LocMemCache as DjangoLocMemCache
 
 from tollgate.core.cache import RedisCache as CoreRedisCache
+from tollgate.core.cache import Script
 from tollgate.ops import metrics
 
 # Longest prefix first; anything else is "other".
@@ -84,6 +85,18 @@ class RedisCache(CountingCacheMixin, CoreRedisCache):
         for key in keys:
             _count(key, key in found)
         return found
+
+    def get_many_and_eval(
+        self, keys: Iterable[str], script: Script, version: int | None = None
+    ) -> tuple[dict[str, Any], Any]:
+        """Core's ``get_many_and_eval``; each key counted as ``get_many`` counts it."""
+        keys = list(keys)
+        found, evaluated = _counting_errors(
+            "get_many", lambda: super(RedisCache, self).get_many_and_eval(keys, script, version)
+        )
+        for key in keys:
+            _count(key, key in found)
+        return found, evaluated
 
     def set(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: Any = None

@@ -19,6 +19,7 @@ the outage to the operator.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import threading
@@ -65,6 +66,47 @@ class Decision:
         }
 
 
+@dataclass(frozen=True)
+class CounterHit:
+    """One request to count on a sliding-window counter (``lua/sliding_counter.lua``)."""
+
+    policy: str
+    limit: int
+    window: int
+    elapsed: float  # seconds into the running window
+    keys: list[str]  # the running window's counter, the previous window's
+
+    @property
+    def args(self) -> list[Any]:
+        return [self.limit, self.window, repr(self.elapsed), 1]
+
+    def decision(self, result: Any) -> Decision:
+        """The decision from the script's result ``[allowed, used, running, before]``."""
+        allowed, used, running, before = (
+            bool(result[0]),
+            float(result[1]),
+            int(result[2]),
+            int(result[3]),
+        )
+        window, elapsed = self.window, self.elapsed
+        if allowed:
+            reset_after = math.ceil(window - elapsed)
+        elif running + 1 > self.limit or before == 0:
+            reset_after = math.ceil(window - elapsed)  # wait for the next window
+        else:
+            # The previous window's weight falls until one more request fits.
+            needed = before * (window - elapsed) / window - (self.limit - running - 1)
+            reset_after = math.ceil(needed * window / before)
+        return Decision(
+            policy=self.policy,
+            allowed=allowed,
+            limit=self.limit,
+            window=window,
+            remaining=max(0, self.limit - math.ceil(used)),
+            reset_after=max(1, min(window, reset_after)),
+        )
+
+
 class Limiter:
     """One rate-limit storage and its counting strategy; safe to share between threads.
 
@@ -96,56 +138,47 @@ class Limiter:
         """Counts one request by ``subject`` against ``policy`` (or ``rate``) on a sliding-window
         counter; a refused request is not counted. One round trip on Redis. None when the
         storage is unreachable."""
-        item = rate_for(policy) if rate is None else rate_item(policy, rate)
-        window = item.get_expiry()
-        now = time.time()
-        index, elapsed = divmod(now, window)
-        keys = [
-            f"{self.key_prefix}:counter:{policy}:{subject}:{int(index)}",
-            f"{self.key_prefix}:counter:{policy}:{subject}:{int(index) - 1}",
-        ]
+        hit = self.counter_hit(policy, subject, rate=rate)
         try:
-            allowed, used, running, before = self._counter(keys, item.amount, window, elapsed)
+            return hit.decision(self._counter(hit))
         except StorageError as exc:
             _storage_failed(exc, policy)
             return None
         except RedisError as exc:
             _storage_failed(StorageError(exc), policy)
             return None
-        if allowed:
-            reset_after = math.ceil(window - elapsed)
-        elif running + 1 > item.amount or before == 0:
-            reset_after = math.ceil(window - elapsed)  # wait for the next window
-        else:
-            # The previous window's weight falls until one more request fits.
-            needed = before * (window - elapsed) / window - (item.amount - running - 1)
-            reset_after = math.ceil(needed * window / before)
-        return Decision(
-            policy=policy,
-            allowed=allowed,
-            limit=item.amount,
-            window=window,
-            remaining=max(0, item.amount - math.ceil(used)),
-            reset_after=max(1, min(window, reset_after)),
-        )
 
-    def _counter(
-        self, keys: list[str], limit: int, window: int, elapsed: float
-    ) -> tuple[bool, float, int, int]:
+    def counter_hit(self, policy: str, subject: str, *, rate: str | None = None) -> CounterHit:
+        """What :meth:`hit_counter` sends to Redis, for a caller that sends it together with its
+        own commands on the same Redis (:attr:`storage_url`) and decides with
+        :meth:`CounterHit.decision` from the script's result."""
+        item = rate_for(policy) if rate is None else rate_item(policy, rate)
+        window = item.get_expiry()
+        index, elapsed = divmod(time.time(), window)
+        keys = [
+            f"{self.key_prefix}:counter:{policy}:{subject}:{int(index)}",
+            f"{self.key_prefix}:counter:{policy}:{subject}:{int(index) - 1}",
+        ]
+        return CounterHit(policy, item.amount, window, elapsed, keys)
+
+    def counter_failed(self, hit: CounterHit, exc: Exception) -> None:
+        """Note that a :meth:`counter_hit` sent by a caller got no answer (the request goes on:
+        the limiter fails open)."""
+        _storage_failed(StorageError(exc), hit.policy)
+
+    def _counter(self, hit: CounterHit) -> Any:
         if self._counter_script is not None:
-            allowed, used, running, before = self._counter_script(
-                keys=keys, args=[limit, window, repr(elapsed), 1]
-            )
-            return bool(allowed), float(used), int(running), int(before)
+            return self._counter_script(keys=hit.keys, args=hit.args)
         # In-process storage: the same arithmetic, under this limiter's lock.
+        limit, window, elapsed = hit.limit, hit.window, hit.elapsed
         with self._lock:
-            running = int(self.storage.get(keys[0]) or 0)
-            before = int(self.storage.get(keys[1]) or 0)
+            running = int(self.storage.get(hit.keys[0]) or 0)
+            before = int(self.storage.get(hit.keys[1]) or 0)
             used = before * (window - elapsed) / window + running
             if used + 1 > limit:
-                return False, used, running, before
-            self.storage.incr(keys[0], window * 2)
-            return True, used + 1, running + 1, before
+                return [0, repr(used), running, before]
+            self.storage.incr(hit.keys[0], window * 2)
+            return [1, repr(used + 1), running + 1, before]
 
     def peek(self, policy: str, subject: str) -> Decision | None:
         """Whether ``subject`` may make one more request under ``policy``, without counting it.
@@ -191,13 +224,15 @@ class Limiter:
         )
 
 
-_COUNTER_SCRIPT = (Path(__file__).parent / "lua" / "sliding_counter.lua").read_text()
+COUNTER_SCRIPT = (Path(__file__).parent / "lua" / "sliding_counter.lua").read_text()
+# Redis names a loaded script by its SHA-1.
+COUNTER_SCRIPT_SHA = hashlib.sha1(COUNTER_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
 
 def _counter_script(storage: Storage) -> Any:
     """The sliding-counter script registered on a Redis storage's client; None in process."""
     connect = getattr(storage, "get_connection", None)
-    return None if connect is None else connect().register_script(_COUNTER_SCRIPT)
+    return None if connect is None else connect().register_script(COUNTER_SCRIPT)
 
 
 def _open_storage(url: str, key_prefix: str) -> Storage:
