@@ -132,18 +132,38 @@ def lock_subscription_invoices(*, subscription: Subscription, with_paid: bool) -
 
 
 def lock_customers_due(
-    due: QuerySet[Subscription] | QuerySet[Invoice], *, batch_size: int, skip: set[int]
+    due: QuerySet[Subscription] | QuerySet[Invoice],
+    *,
+    batch_size: int,
+    skip: set[int],
+    order: str,
 ) -> list[Customer]:
     """Claim up to ``batch_size`` customers with due work (rows of ``due``) that no other worker
     holds, skipping those in ``skip``: ``SELECT ... FOR UPDATE SKIP LOCKED`` never waits, so a
-    claim cannot join a deadlock."""
+    claim cannot join a deadlock.
+
+    The due rows are read first, in ``order`` (the column of the index that finds them, e.g. the
+    period end: the longest due first), a few at a time; then only their customers are locked, in
+    key order. One statement joining the two let the planner walk every customer (or every
+    subscription) in key order, expecting due rows that a run mostly does not find."""
     _require_transaction()
-    return list(
-        Customer.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=due.values("customer_id"))
-        .exclude(pk__in=skip)
-        .order_by("pk")[:batch_size]
-    )
+    claimed: list[Customer] = []
+    seen = set(skip)
+    while len(claimed) < batch_size:
+        candidates = set(
+            due.exclude(customer_id__in=seen)
+            .order_by(order)
+            .values_list("customer_id", flat=True)[: batch_size * 2]
+        )
+        if not candidates:
+            break
+        seen |= candidates
+        claimed += (
+            Customer.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=candidates)
+            .order_by("pk")[: batch_size - len(claimed)]
+        )
+    return sorted(claimed, key=lambda customer: customer.pk)
 
 
 @dataclass(frozen=True, slots=True)

@@ -221,7 +221,9 @@ def _period_ends(
     due = Subscription.objects.filter(status__in=_RENEWING, current_period_end__lte=due_at)
     gateway_name = gateway_get().name
     with transaction.atomic(durable=True):
-        customers = lock_customers_due(due, batch_size=batch_size, skip=skip)
+        customers = lock_customers_due(
+            due, batch_size=batch_size, skip=skip, order="current_period_end"
+        )
         # The claimed customers' due subscriptions, locked in one query (after their customers, in
         # pk order), with the prices and plans the renewal reads; and the customers' cards.
         subscriptions = {
@@ -325,7 +327,7 @@ def _incomplete_expiry(
         invoices__finalized_at__lte=expired_before,
     ).exclude(invoices__payments__status__in=sorted(PAYMENT_LIVE))
     with transaction.atomic(durable=True):
-        customers = lock_customers_due(due, batch_size=batch_size, skip=skip)
+        customers = lock_customers_due(due, batch_size=batch_size, skip=skip, order="customer_id")
         for customer in customers:
             incomplete = Subscription.objects.filter(
                 customer=customer, status=SubscriptionStatus.INCOMPLETE
@@ -384,7 +386,9 @@ def _due_charges(
     gateway_name = gateway_get().name
     charges: list[PendingCharge] = []
     with transaction.atomic(durable=True):
-        customers = lock_customers_due(due, batch_size=batch_size, skip=skip)
+        customers = lock_customers_due(
+            due, batch_size=batch_size, skip=skip, order="next_payment_attempt_at"
+        )
         # The claimed customers' due invoices and their subscriptions, each locked in one query
         # (customers -> subscriptions -> invoices, each in pk order).
         invoice_ids = list(due.filter(customer__in=customers).values_list("pk", flat=True))
