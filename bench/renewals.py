@@ -222,6 +222,7 @@ def seed(count: int) -> Seeded:
     )
     from tollgate.catalog.models import Price
     from tollgate.core import clock
+    from tollgate.organisations.models import Membership, Organisation, Role
 
     anchor = (clock.now() - dt.timedelta(days=32)).replace(microsecond=0)
     price = Price.objects.get(plan__code="pro", interval="month", active=True)
@@ -252,15 +253,29 @@ def seed(count: int) -> Seeded:
             ],
             batch_size=BULK_BATCH,
         )
+        # Each customer with its personal organisation, its account the owner (as the services
+        # leave it).
+        organisations = Organisation.objects.bulk_create(
+            [Organisation(personal=True, created_at=anchor) for _ in users],
+            batch_size=BULK_BATCH,
+        )
+        Membership.objects.bulk_create(
+            [
+                Membership(organisation=o, user=u, role=Role.OWNER, created_at=anchor)
+                for o, u in zip(organisations, users, strict=True)
+            ],
+            batch_size=BULK_BATCH,
+        )
         customers = [
             Customer(
                 user=u,
+                organisation=o,
                 email=u.email,
                 next_invoice_sequence=model.customer.next_invoice_sequence,
                 gateway=model.customer.gateway,
                 created_at=anchor,
             )
-            for u in users
+            for o, u in zip(organisations, users, strict=True)
         ]
         sandbox_customers = [
             SandboxCustomer(customer_id=c.public_id, email=c.email, created_at=anchor)
@@ -430,6 +445,7 @@ _IDENTITY = {
     "card_token",
     "customer",
     "user",
+    "organisation",
     "subscription",
     "invoice",
     "payment",
@@ -480,6 +496,9 @@ def _shape(t: _Template) -> dict[str, Any]:
             "charge_card": t.charge.card_token == t.method.gateway_token,
             "prefix": t.invoice.number.startswith(t.customer.invoice_prefix + "-"),
             "postings_payment": [p.payment_id == t.payment.pk for p in t.postings],
+            "owner": t.customer.organisation.memberships.filter(
+                user=t.customer.user, role="owner"
+            ).exists(),
         },
     }
 
