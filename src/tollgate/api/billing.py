@@ -1,6 +1,7 @@
-"""Subscriptions and invoices, read-only; and the links that send a customer to a checkout or
-to their billing pages."""
+"""Subscriptions (read, and the seats of a per-seat one) and invoices (read); and the links that
+send a customer to a checkout or to their billing pages."""
 
+import secrets
 from typing import Any
 
 from django.http import HttpRequest
@@ -8,6 +9,7 @@ from ninja import Query, Router, Schema, Status
 
 from tollgate.api.auth import READ, WRITE, ApiKeyAuth
 from tollgate.api.customers import ERRORS, customer_object, customer_ref, identity_of
+from tollgate.api.idempotency import HEADER as IDEMPOTENCY_KEY
 from tollgate.api.idempotency import OPENAPI as IDEMPOTENCY_HEADER
 from tollgate.api.idempotency import idempotent_post
 from tollgate.api.schemas import (
@@ -16,9 +18,11 @@ from tollgate.api.schemas import (
     InvoiceOut,
     LinkOut,
     PortalLinkIn,
+    SeatsIn,
     SubscriptionList,
     SubscriptionOut,
 )
+from tollgate.billing import services
 from tollgate.billing.models import Invoice, Subscription
 from tollgate.billing.states import InvoiceStatus, SubscriptionStatus
 from tollgate.catalog.models import Price
@@ -106,6 +110,40 @@ def subscription_get(request: HttpRequest, subscription: str) -> dict[str, Any]:
     if found is None:
         raise NotFound("No subscription has this id.")
     return subscription_data(found)
+
+
+@router.post(
+    "/subscriptions/{subscription}/seats",
+    response={200: SubscriptionOut, **ERRORS},
+    auth=ApiKeyAuth(scope="customers:write", operation=WRITE),
+    tags=["subscriptions"],
+    summary="Change the seats of a subscription on a per-seat price",
+    description="More seats take effect now: the added seats' price for the rest of the period, "
+    "prorated and net of the subscription's discount, is invoiced and charged to the customer's "
+    "card (off session; if that fails the invoice is retried like a renewal). Fewer seats take "
+    "effect at the end of the period (`scheduled_seats`). Refused with 409 "
+    "`seats_below_members` under the organisation's members, 422 on a flat price.",
+    openapi_extra=IDEMPOTENCY_HEADER,
+)
+@idempotent_post("subscriptions.seats")
+def subscription_seats(
+    request: HttpRequest, subscription: str, payload: SeatsIn
+) -> Status[dict[str, Any]]:
+    found = (
+        _scoped(request, Subscription.objects.select_related("customer", "price__plan"), None)
+        .filter(public_id=subscription[:64])
+        .first()
+    )
+    if found is None:
+        raise NotFound("No subscription has this id.")
+    changed = services.subscription_seats_change(
+        subscription=found,
+        seats=payload.seats,
+        idempotency_key=request.headers.get(IDEMPOTENCY_KEY) or f"api-{secrets.token_hex(16)}",
+        off_session=True,
+    )
+    changed = Subscription.objects.select_related("customer", "price__plan").get(pk=changed.pk)
+    return Status(200, subscription_data(changed))
 
 
 def _invoice(invoice: Invoice) -> dict[str, Any]:

@@ -330,6 +330,14 @@ class CheckoutLinkIn(Schema):
     )
 
 
+class SeatsIn(Schema):
+    model_config = _example({"seats": 12})
+    seats: StrictInt = Field(
+        description="The seats the subscription pays for: more are charged now (prorated), "
+        "fewer take effect at the period end; never fewer than its organisation's members"
+    )
+
+
 class PortalLinkIn(Schema):
     model_config = _example(
         {"customer": "user_1234", "return_url": "https://app.example.com/settings"}

@@ -30,6 +30,7 @@ def subscription_seats_change(
     seats: int,
     actor: User | None = None,
     idempotency_key: str,
+    off_session: bool = False,
 ) -> Subscription:
     """Make a subscription on a per-seat price pay for ``seats`` seats (1 to ``SEATS_MAX``), never
     fewer than its organisation's members (``SeatsBelowMembers``).
@@ -42,7 +43,8 @@ def subscription_seats_change(
       the period is paid. Asking for the seats it has drops a scheduled decrease.
     - During a trial either takes effect now and nothing is charged.
 
-    Done once per ``idempotency_key`` of the customer (see ``subscription_start``).
+    Done once per ``idempotency_key`` of the customer (see ``subscription_start``). The charge is
+    ``off_session`` when the customer is not there to confirm it (the operator's API).
     """
     seats_checked(seats)
     return idempotent(
@@ -52,13 +54,22 @@ def subscription_seats_change(
         parameters={"subscription": subscription.public_id, "seats": seats},
         result=_SUBSCRIPTION_RESULT,
         work=lambda claim: _subscription_seats_change(
-            subscription=subscription, seats=seats, actor=actor, claim=claim
+            subscription=subscription,
+            seats=seats,
+            actor=actor,
+            claim=claim,
+            off_session=off_session,
         ),
     )
 
 
 def _subscription_seats_change(
-    *, subscription: Subscription, seats: int, actor: User | None, claim: IdempotencyClaim
+    *,
+    subscription: Subscription,
+    seats: int,
+    actor: User | None,
+    claim: IdempotencyClaim,
+    off_session: bool,
 ) -> Subscription:
     now = clock.now()
     with transaction.atomic(durable=True):
@@ -105,6 +116,6 @@ def _subscription_seats_change(
             },
         )
     if invoice is not None and invoice.status == InvoiceStatus.OPEN:
-        invoice_charge(invoice=invoice, off_session=False, actor=actor)
+        invoice_charge(invoice=invoice, off_session=off_session, actor=actor)
         current.refresh_from_db()
     return current
