@@ -237,3 +237,13 @@ def test_the_openapi_document_describes_who_a_link_signs_in(client):
         user = schemas[name]["properties"]["user"]
         assert "owner or admin" in user["description"], name
         assert "user" not in schemas[name].get("required", []), name
+
+
+def test_the_operator_reads_who_can_be_named(api, team):
+    body = api.get(f"/customers/{team['customer'].public_id}/members").json()
+    assert [(m["id"], m["role"]) for m in body["data"]] == [
+        (team["owner"].public_id, "owner"),
+        (team["admin"].public_id, "admin"),
+        (team["member"].public_id, "member"),
+    ]
+    assert api.get("/customers/cus_nothing/members").status_code == 404

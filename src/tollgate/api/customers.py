@@ -19,6 +19,7 @@ from tollgate.api.schemas import (
     CustomerPatch,
     EntitlementsOut,
     ErrorOut,
+    MemberList,
     UsageIn,
     UsageOut,
 )
@@ -27,7 +28,8 @@ from tollgate.core.pagination import paginate
 from tollgate.integrations import access, customers, usage
 from tollgate.integrations.customers import CustomerNotFound, CustomerRef
 from tollgate.integrations.keys import ApiIdentity
-from tollgate.integrations.representations import customer_data
+from tollgate.integrations.representations import customer_data, iso
+from tollgate.organisations.selectors import members_of
 
 router = Router(tags=["customers"])
 ERRORS: dict[int, type[Schema]] = dict.fromkeys((400, 401, 403, 404, 409, 422, 429), ErrorOut)
@@ -135,6 +137,34 @@ def customer_list(request: HttpRequest, filters: Query[CustomerFilters]) -> dict
 )
 def customer_get(request: HttpRequest, customer: str) -> dict[str, Any]:
     return customer_data(customer_object(request, customer))
+
+
+@router.get(
+    "/customers/{customer}/members",
+    response={200: MemberList, **ERRORS},
+    auth=ApiKeyAuth(scope="billing:read", operation=READ),
+    summary="The people of a customer's organisation and their roles",
+    description="Owners first, then admins, then members. An owner's or admin's `id` is what "
+    "checkout and portal links take as `user`; every member's is what the entitlements API "
+    "answers for.",
+)
+def customer_members(request: HttpRequest, customer: str) -> dict[str, Any]:
+    found = customer_object(request, customer)
+    members = members_of(organisation=found.organisation) if found.organisation is not None else []
+    return {
+        "object": "list",
+        "data": [
+            {
+                "object": "member",
+                "id": member.user.public_id,
+                "email": member.user.email,
+                "name": member.user.name,
+                "role": member.role,
+                "since": iso(member.created_at),
+            }
+            for member in members
+        ],
+    }
 
 
 @router.patch(

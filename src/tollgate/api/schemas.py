@@ -85,6 +85,20 @@ class CustomerList(Schema):
     next_cursor: str | None
 
 
+class MemberOut(Schema):
+    object: str = "member"
+    id: str = Field(description="The account's id (usr_...)")
+    email: str
+    name: str
+    role: str = Field(description="owner, admin or member")
+    since: str | None
+
+
+class MemberList(Schema):
+    object: str = "list"
+    data: list[MemberOut]
+
+
 # --- Entitlements and usage ------------------------------------------------------------------------
 class OfferOut(Schema):
     reason: str = Field(description="`feature` (missing) or `limit` (reached or nearly).")
