@@ -39,6 +39,7 @@ from typing import Any
 from tollgate.billing import periods
 from tollgate.billing.errors import PromotionCodeRefused
 from tollgate.billing.models import Coupon, Customer, Discount, PromotionCode, Subscription
+from tollgate.billing.states import SubscriptionStatus
 from tollgate.catalog.models import Price
 from tollgate.core.errors import ValidationFailed
 from tollgate.core.money import Money, chargeable_exactly, validate_currency
@@ -144,10 +145,13 @@ def discount_end(
 
 
 def first_time(*, customer: Customer | None, subscription: Subscription | None = None) -> bool:
-    """Whether ``customer`` never had a subscription (other than ``subscription``)."""
+    """Whether ``customer`` never had a subscription (other than ``subscription``), not counting
+    one that expired before its first payment (a checkout that never went through)."""
     if customer is None:
         return True
-    others = Subscription.objects.filter(customer=customer)
+    others = Subscription.objects.filter(customer=customer).exclude(
+        status=SubscriptionStatus.INCOMPLETE_EXPIRED
+    )
     if subscription is not None:
         others = others.exclude(pk=subscription.pk)
     return not others.exists()

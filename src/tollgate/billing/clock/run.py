@@ -62,6 +62,7 @@ from tollgate.billing.states import (
     RefundStatus,
     SubscriptionStatus,
 )
+from tollgate.billing.steps.discounts import redemptions_release_locked
 from tollgate.billing.steps.invoices import (
     invoice_void_locked,
 )
@@ -369,8 +370,10 @@ def _expire(
         return
     for invoice in invoices:
         invoice_void_locked(customer=customer, invoice=invoice)
+    now = clock.now()
+    redemptions_release_locked(subscription=subscription, now=now)
     subscription_end_locked(
-        subscription=subscription, status=SubscriptionStatus.INCOMPLETE_EXPIRED, at=clock.now()
+        subscription=subscription, status=SubscriptionStatus.INCOMPLETE_EXPIRED, at=now
     )
     audit_record(action="billing.subscription_expired", target=subscription)
     result.expired += 1

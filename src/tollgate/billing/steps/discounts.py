@@ -37,6 +37,28 @@ def redemption_count_locked(*, coupon: Coupon, promotion: PromotionCode | None) 
         raise discounts.refused("exhausted")
 
 
+def redemptions_release_locked(*, subscription: Subscription, now: dt.datetime) -> None:
+    """The locked ``subscription`` ended without ever being paid for (its first invoice expired
+    unpaid): its discounts end now and give their redemptions back, so a limited code is not used
+    up by a checkout that never went through. Audited per discount."""
+    for discount in Discount.objects.filter(subscription=subscription, ended_at__isnull=True):
+        for model, pk in (
+            (PromotionCode, discount.promotion_code_id),
+            (Coupon, discount.coupon_id),
+        ):
+            if pk is not None:
+                model.objects.filter(pk=pk, times_redeemed__gt=0).update(
+                    times_redeemed=F("times_redeemed") - 1
+                )
+        discount.ended_at = now
+        discount.save(update_fields=["ended_at"])
+        audit_record(
+            action="billing.discount_redemption_released",
+            target=subscription,
+            details={"discount": discount.public_id},
+        )
+
+
 def first_discounted_period(*, subscription: Subscription) -> periods.Period:
     """The first period a discount applied now covers: the current one if its invoice is still to
     be made (a new subscription, a trial), else the next one."""
