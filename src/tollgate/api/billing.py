@@ -102,14 +102,19 @@ def subscription_list(request: HttpRequest, filters: Query[SubscriptionFilters])
     summary="Get a subscription",
 )
 def subscription_get(request: HttpRequest, subscription: str) -> dict[str, Any]:
+    return subscription_data(_subscription(request, subscription))
+
+
+def _subscription(request: HttpRequest, public_id: str) -> Subscription:
+    """The caller's subscription ``public_id`` with its customer and plan (NotFound otherwise)."""
     found = (
         _scoped(request, Subscription.objects.select_related("customer", "price__plan"), None)
-        .filter(public_id=subscription[:64])
+        .filter(public_id=public_id[:64])
         .first()
     )
     if found is None:
         raise NotFound("No subscription has this id.")
-    return subscription_data(found)
+    return found
 
 
 @router.post(
@@ -129,21 +134,13 @@ def subscription_get(request: HttpRequest, subscription: str) -> dict[str, Any]:
 def subscription_seats(
     request: HttpRequest, subscription: str, payload: SeatsIn
 ) -> Status[dict[str, Any]]:
-    found = (
-        _scoped(request, Subscription.objects.select_related("customer", "price__plan"), None)
-        .filter(public_id=subscription[:64])
-        .first()
-    )
-    if found is None:
-        raise NotFound("No subscription has this id.")
     changed = services.subscription_seats_change(
-        subscription=found,
+        subscription=_subscription(request, subscription),
         seats=payload.seats,
         idempotency_key=request.headers.get(IDEMPOTENCY_KEY) or f"api-{secrets.token_hex(16)}",
         off_session=True,
     )
-    changed = Subscription.objects.select_related("customer", "price__plan").get(pk=changed.pk)
-    return Status(200, subscription_data(changed))
+    return Status(200, subscription_data(_subscription(request, changed.public_id)))
 
 
 def _invoice(invoice: Invoice) -> dict[str, Any]:

@@ -125,7 +125,7 @@ class CouponForm(RefusalForm):
             "percent_off": None if amount else data["percent_off"],
             "amount_off": data.get("amount_minor") if amount else None,
             "currency": data.get("currency", "") if amount else "",
-            "amounts_off": data.get("amounts_off") or {} if amount else {},
+            "amounts_off": (data.get("amounts_off") or {}) if amount else {},
             "duration": data["duration"],
             "duration_periods": data.get("duration_periods"),
             "plans": list(data.get("plans") or []),
@@ -142,22 +142,6 @@ class PromotionCodeForm(RefusalForm):
     max_redemptions = forms.IntegerField(label="Redemptions at most", required=False, min_value=1)
     expires_on = forms.DateField(label="Usable until (inclusive, UTC)", required=False)
     first_time_only = forms.BooleanField(label="First-time customers only", required=False)
-
-    def _other_amounts(self, text: str) -> dict[str, int]:
-        """``EUR 9.00, GBP 8.00`` as minor units per currency (an error on the field otherwise)."""
-        amounts: dict[str, int] = {}
-        for part in filter(None, (piece.strip() for piece in text.replace("\n", ",").split(","))):
-            code, _, major = part.partition(" ")
-            try:
-                money = money_from_major_units(major.strip(), validate_currency(code.upper()))
-            except ValueError:
-                self.add_error(
-                    "other_amounts",
-                    f"Write each as a currency code and an amount, e.g. EUR 9.00 ({part[:20]}?).",
-                )
-                return {}
-            amounts[money.currency] = money.amount
-        return amounts
 
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data
