@@ -3,10 +3,8 @@ which lock, audit and post to the ledger; the admin is for finding and reading."
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from tollgate.billing.models import (
@@ -24,40 +22,30 @@ from tollgate.billing.models import (
     Subscription,
 )
 from tollgate.billing.services.disputes import dispute_acknowledge
+from tollgate.core.admin import ReadOnlyAdmin
 
 
-class ReadOnly:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-
-class InvoiceLineInline(ReadOnly, admin.TabularInline[InvoiceLine, Invoice]):
+class InvoiceLineInline(ReadOnlyAdmin, admin.TabularInline[InvoiceLine, Invoice]):
     model = InvoiceLine
     fields = ("kind", "description", "amount", "seats", "period_start", "period_end")
     extra = 0
 
 
-class LedgerEntryInline(ReadOnly, admin.TabularInline[LedgerEntry, LedgerTransaction]):
+class LedgerEntryInline(ReadOnlyAdmin, admin.TabularInline[LedgerEntry, LedgerTransaction]):
     model = LedgerEntry
     fields = ("account", "amount", "currency")
     extra = 0
 
 
 @admin.register(Customer)
-class CustomerAdmin(ReadOnly, admin.ModelAdmin[Customer]):
+class CustomerAdmin(ReadOnlyAdmin, admin.ModelAdmin[Customer]):
     list_display = ("public_id", "email", "invoice_prefix", "gateway", "created_at")
     search_fields = ("public_id", "email", "invoice_prefix", "gateway_reference")
     exclude = ("user",)
 
 
 @admin.register(PaymentMethod)
-class PaymentMethodAdmin(ReadOnly, admin.ModelAdmin[PaymentMethod]):
+class PaymentMethodAdmin(ReadOnlyAdmin, admin.ModelAdmin[PaymentMethod]):
     list_display = (
         "public_id",
         "customer",
@@ -72,7 +60,7 @@ class PaymentMethodAdmin(ReadOnly, admin.ModelAdmin[PaymentMethod]):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ReadOnly, admin.ModelAdmin[Subscription]):
+class SubscriptionAdmin(ReadOnlyAdmin, admin.ModelAdmin[Subscription]):
     list_display = ("public_id", "customer", "price", "seats", "status", "current_period_end")
     list_filter = ("status", "cancel_at_period_end")
     search_fields = ("public_id", "customer__public_id", "customer__email")
@@ -80,7 +68,7 @@ class SubscriptionAdmin(ReadOnly, admin.ModelAdmin[Subscription]):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnly, admin.ModelAdmin[Invoice]):
+class InvoiceAdmin(ReadOnlyAdmin, admin.ModelAdmin[Invoice]):
     list_display = (
         "number",
         "public_id",
@@ -97,7 +85,7 @@ class InvoiceAdmin(ReadOnly, admin.ModelAdmin[Invoice]):
 
 
 @admin.register(PaymentAttempt)
-class PaymentAttemptAdmin(ReadOnly, admin.ModelAdmin[PaymentAttempt]):
+class PaymentAttemptAdmin(ReadOnlyAdmin, admin.ModelAdmin[PaymentAttempt]):
     list_display = ("public_id", "invoice", "attempt_number", "status", "amount", "decline_code")
     list_filter = ("status", "decline_kind", "off_session")
     search_fields = ("public_id", "invoice__number", "gateway_reference", "idempotency_key")
@@ -105,7 +93,7 @@ class PaymentAttemptAdmin(ReadOnly, admin.ModelAdmin[PaymentAttempt]):
 
 
 @admin.register(Refund)
-class RefundAdmin(ReadOnly, admin.ModelAdmin[Refund]):
+class RefundAdmin(ReadOnlyAdmin, admin.ModelAdmin[Refund]):
     list_display = ("public_id", "payment", "amount", "currency", "status", "reason", "created_at")
     list_filter = ("status", "reason")
     search_fields = ("public_id", "payment__public_id", "gateway_reference")
@@ -113,7 +101,7 @@ class RefundAdmin(ReadOnly, admin.ModelAdmin[Refund]):
 
 
 @admin.register(LedgerTransaction)
-class LedgerTransactionAdmin(ReadOnly, admin.ModelAdmin[LedgerTransaction]):
+class LedgerTransactionAdmin(ReadOnlyAdmin, admin.ModelAdmin[LedgerTransaction]):
     list_display = ("public_id", "kind", "customer", "invoice", "occurred_at")
     list_filter = ("kind",)
     search_fields = ("public_id", "invoice__number", "customer__public_id")
@@ -122,7 +110,7 @@ class LedgerTransactionAdmin(ReadOnly, admin.ModelAdmin[LedgerTransaction]):
 
 
 @admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(ReadOnly, admin.ModelAdmin[ReconciliationRun]):
+class ReconciliationRunAdmin(ReadOnlyAdmin, admin.ModelAdmin[ReconciliationRun]):
     """The stored reports of reconciliation with the gateway: what was healed, what disagrees."""
 
     list_display = (
@@ -143,7 +131,7 @@ class ReconciliationRunAdmin(ReadOnly, admin.ModelAdmin[ReconciliationRun]):
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(ReadOnly, admin.ModelAdmin[InboundEvent]):
+class InboundEventAdmin(ReadOnlyAdmin, admin.ModelAdmin[InboundEvent]):
     """Events received from the gateways: what arrived, whether it was processed, and the error
     kept when processing failed."""
 
@@ -154,7 +142,7 @@ class InboundEventAdmin(ReadOnly, admin.ModelAdmin[InboundEvent]):
 
 
 @admin.register(Dispute)
-class DisputeAdmin(ReadOnly, admin.ModelAdmin[Dispute]):
+class DisputeAdmin(ReadOnlyAdmin, admin.ModelAdmin[Dispute]):
     """Chargebacks reported by the gateway, those needing attention first. Evidence is submitted on
     the gateway's dashboard before the due date; "Mark as seen" clears the flag (audited)."""
 

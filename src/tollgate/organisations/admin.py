@@ -5,28 +5,16 @@ token hash is never shown."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 
+from tollgate.core.admin import ReadOnlyAdmin
 from tollgate.organisations.models import Invitation, Membership, Organisation
 
 
-class ReadOnly:
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-
-class MembershipInline(ReadOnly, admin.TabularInline[Membership, Organisation]):
+class MembershipInline(ReadOnlyAdmin, admin.TabularInline[Membership, Organisation]):
     model = Membership
     fields = readonly_fields = ("account", "email", "role", "created_at")
     extra = 0
@@ -43,7 +31,7 @@ class MembershipInline(ReadOnly, admin.TabularInline[Membership, Organisation]):
         return membership.user.email
 
 
-class InvitationInline(ReadOnly, admin.TabularInline[Invitation, Organisation]):
+class InvitationInline(ReadOnlyAdmin, admin.TabularInline[Invitation, Organisation]):
     model = Invitation
     # Never "token_hash": a hash of the secret in the emailed link.
     fields = readonly_fields = (
@@ -60,7 +48,7 @@ class InvitationInline(ReadOnly, admin.TabularInline[Invitation, Organisation]):
 
 
 @admin.register(Organisation)
-class OrganisationAdmin(ReadOnly, admin.ModelAdmin[Organisation]):
+class OrganisationAdmin(ReadOnlyAdmin, admin.ModelAdmin[Organisation]):
     list_display = ("public_id", "name", "personal", "members", "created_at")
     list_filter = ("personal",)
     search_fields = ("public_id", "name", "memberships__user__email", "customer__public_id")
