@@ -13,6 +13,7 @@ PAGES = [
     "/staff/payments/pay_0000000000000000000A/refund/",
     "/staff/subscriptions/sub_0000000000000000000A/cancel/",
     "/staff/subscriptions/sub_0000000000000000000A/extend/",
+    "/staff/subscriptions/sub_0000000000000000000A/seats/",
     "/staff/invoices/inv_0000000000000000000A/retry/",
     "/staff/reconciliation/",
     "/staff/reconciliation/rec_0000000000000000000A/",

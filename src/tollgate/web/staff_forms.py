@@ -12,6 +12,7 @@ from typing import Any
 from django import forms
 
 from tollgate.billing.models import PaymentAttempt, Refund
+from tollgate.billing.seats import SEATS_MAX
 from tollgate.billing.services import EXTEND_MAX_DAYS
 from tollgate.core.errors import FormTokenInvalid
 from tollgate.core.money import Money, currency_exponent, money_from_major_units
@@ -145,6 +146,16 @@ class CancelForm(TokenForm):
         if cleaned.get("prorated_refund") and cleaned.get("when") != "now":
             self.add_error("prorated_refund", "A prorated refund is given only when canceling now.")
         return cleaned
+
+
+class SeatsForm(TokenForm):
+    seats = forms.IntegerField(
+        label="Seats",
+        min_value=1,
+        max_value=SEATS_MAX,
+        help_text="More are charged now for the rest of the period (to the card on file); fewer "
+        "take effect at the period end. Never fewer than the organisation's members.",
+    )
 
 
 class ExtendForm(TokenForm):

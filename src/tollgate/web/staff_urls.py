@@ -17,6 +17,11 @@ urlpatterns = [
         name="subscription_cancel",
     ),
     path(
+        "subscriptions/<str:subscription_id>/seats/",
+        views.subscription_seats,
+        name="subscription_seats",
+    ),
+    path(
         "subscriptions/<str:subscription_id>/extend/",
         views.subscription_extend,
         name="subscription_extend",

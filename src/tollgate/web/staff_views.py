@@ -35,6 +35,7 @@ from tollgate.billing.models import (
     Refund,
     Subscription,
 )
+from tollgate.billing.seats import members_count
 from tollgate.billing.services.disputes import dispute_acknowledge as dispute_seen
 from tollgate.billing.states import InvoiceStatus, PaymentStatus
 from tollgate.core.errors import IdempotencyKeyInProgress, TollgateError
@@ -49,6 +50,7 @@ from tollgate.web.staff_forms import (
     ExtendForm,
     LookupForm,
     RefundForm,
+    SeatsForm,
     TokenForm,
 )
 from tollgate.web.staff_tables import list_page, table_page
@@ -341,6 +343,40 @@ def subscription_cancel(request: HttpRequest, subscription_id: str) -> HttpRespo
         act=act,
         template="staff/subscription_cancel.html",
         context={"subscription": subscription},
+        done_url=_customer_url(subscription.customer.public_id),
+    )
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@staff_required
+def subscription_seats(request: HttpRequest, subscription_id: str) -> HttpResponse:
+    subscription = _subscription(subscription_id)
+    if subscription is None:
+        return _not_found(request)
+    staff = _staff(request)
+
+    def act(form: SeatsForm, key: str) -> str:
+        changed = services.subscription_seats_change(
+            subscription=subscription,
+            seats=form.cleaned_data["seats"],
+            actor=staff,
+            idempotency_key=key,
+            off_session=True,
+        )
+        if changed.scheduled_seats is not None:
+            return (
+                f"{changed.public_id} has {changed.scheduled_seats} seats from "
+                f"{changed.current_period_end:%-d %B %Y %H:%M} UTC."
+            )
+        return f"{changed.public_id} has {changed.seats} seats now."
+
+    return _action(
+        request,
+        make_form=SeatsForm,
+        token=_Token(purpose=f"staff_seats:{subscription.public_id}", owner=staff.public_id),
+        act=act,
+        template="staff/subscription_seats.html",
+        context={"subscription": subscription, "members": members_count(subscription.customer)},
         done_url=_customer_url(subscription.customer.public_id),
     )
 
