@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from django.db import transaction
+from django.db import DatabaseError, OperationalError, transaction
 from django.test import override_settings
 
 from tollgate.accounts.models import User
@@ -215,6 +215,26 @@ def test_a_key_older_than_the_retention_is_a_new_request_even_before_the_purge()
     assert stored.fingerprint == request_fingerprint(
         operation="thing_do", parameters={"amount": 500}
     )
+
+
+def test_a_release_the_database_refused_is_done_by_the_next_claim(monkeypatch):
+    """The database went away while the work ran, so the release could not be written either: the
+    key would answer 409 until its lease ran out. The process keeps the release and writes it
+    with its next claim, once the database answers again."""
+    first = claim()
+    healthy = IdempotencyRecord.objects.select_for_update
+
+    def unreachable(*args, **kwargs):
+        raise DatabaseError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(IdempotencyRecord.objects, "select_for_update", unreachable)
+    idempotency_release(claim=first, error=OperationalError("connection lost"))
+    monkeypatch.setattr(IdempotencyRecord.objects, "select_for_update", healthy)
+    assert record().state == "in_progress"
+
+    assert isinstance(claim(key="k2"), IdempotencyClaim)  # any claim of this process
+    assert (record().state, record().error_code) == ("failed", "OperationalError")
+    assert isinstance(claim(), IdempotencyClaim)  # the same request again runs afresh
 
 
 def test_releasing_a_claim_whose_record_is_gone_does_nothing():

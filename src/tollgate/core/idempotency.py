@@ -40,6 +40,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -152,6 +153,7 @@ def idempotency_claim(
     or return the stored response of the same request; or refuse (see the module docstring)."""
     key = idempotency_key_check(key)
     fingerprint = request_fingerprint(operation=operation, parameters=parameters)
+    _releases_retry()
     # Twice at most: the row we collided with can be purged (expired) before we read it.
     for _ in range(2):
         with transaction.atomic(durable=True):
@@ -228,26 +230,61 @@ def idempotency_complete(*, claim: IdempotencyClaim, response: dict[str, Any]) -
 
 def idempotency_release(*, claim: IdempotencyClaim, error: BaseException) -> None:
     """The work raised: ``failed`` (free for a retry of the same request) when nothing committed,
-    ``completed`` with the checkpoint when an effect did. Never masks ``error``."""
+    ``completed`` with the checkpoint when an effect did. Never masks ``error``.
+
+    When the database refuses the release too (it is why the work failed, most likely), the
+    process keeps it and writes it before its next claim (``_releases_retry``): the record decides
+    then, from what committed, so a late release is as safe as a prompt one. Until then, or if the
+    process ends first, the lease frees the key."""
     code = str(getattr(error, "code", "") or type(error).__name__)[:64]
     try:
-        with transaction.atomic(durable=True):
-            record = (
-                IdempotencyRecord.objects.select_for_update()
-                .filter(pk=claim.record_id, lease_token=claim.lease_token, state=_State.IN_PROGRESS)
-                .first()
-            )
-            if record is None:
-                return
-            record.error_code = code
-            if record.response is None:
-                record.state = _State.FAILED
-            else:
-                record.state, record.completed_at = _State.COMPLETED, clock.now()
-            record.save(update_fields=["state", "error_code", "completed_at"])
+        _release(claim, code)
     except DatabaseError:
-        # The database is why the work failed, most likely; the lease frees the key later.
         log.exception("idempotency.release_failed", record=claim.record_id)
+        with _pending_lock:
+            if len(_pending_releases) < _PENDING_RELEASES_MAX:
+                _pending_releases.append((claim, code))
+
+
+def _release(claim: IdempotencyClaim, code: str) -> None:
+    with transaction.atomic(durable=True):
+        record = (
+            IdempotencyRecord.objects.select_for_update()
+            .filter(pk=claim.record_id, lease_token=claim.lease_token, state=_State.IN_PROGRESS)
+            .first()
+        )
+        if record is None:
+            return
+        record.error_code = code
+        if record.response is None:
+            record.state = _State.FAILED
+        else:
+            record.state, record.completed_at = _State.COMPLETED, clock.now()
+        record.save(update_fields=["state", "error_code", "completed_at"])
+
+
+# Releases the database refused, kept by this process until it answers again (bounded: past the
+# bound, the lease frees the keys).
+_PENDING_RELEASES_MAX = 1000
+_pending_releases: list[tuple[IdempotencyClaim, str]] = []
+_pending_lock = threading.Lock()
+
+
+def _releases_retry() -> None:
+    """Write the releases the database refused, oldest first; stop at the first refusal."""
+    if not _pending_releases:
+        return
+    with _pending_lock:
+        pending = _pending_releases[:]
+        _pending_releases.clear()
+    for index, (claim, code) in enumerate(pending):
+        try:
+            _release(claim, code)
+        except DatabaseError:
+            with _pending_lock:
+                _pending_releases[:0] = pending[index:]
+            return
+        log.info("idempotency.release_retried", record=claim.record_id)
 
 
 # --- The wrapper the services use ------------------------------------------------------------------------
