@@ -32,6 +32,7 @@ from tollgate.billing.services.discounts import (
     subscription_discount_apply,
 )
 from tollgate.billing.services.disputes import DisputeReport, dispute_acknowledge, dispute_record
+from tollgate.billing.services.extensions import EXTEND_MAX_DAYS, subscription_extend
 from tollgate.billing.services.invoices import (
     invoice_create_for_period,
     invoice_draft_create,
@@ -46,10 +47,8 @@ from tollgate.billing.services.payments import (
 from tollgate.billing.services.refunds import refund_issue, refund_reconcile
 from tollgate.billing.services.seats import subscription_seats_change
 from tollgate.billing.services.subscriptions import (
-    EXTEND_MAX_DAYS,
     subscription_cancel,
     subscription_change_price,
-    subscription_extend,
     subscription_resume,
     subscription_scheduled_change_cancel,
     subscription_start,
