@@ -113,15 +113,13 @@ def seats_proration(*, subscription: Subscription, seats: int, at: dt.datetime) 
         amount=new_amount - old_amount, period=period, at=at, step=step
     )
     discount = discounts.discounts_live([subscription.pk]).get(subscription.pk)
-    grown = 0
-    if discount is not None:
-        grown = sum(
-            sign
-            * discounts.discount_amount_for(
-                discount=discount, price=price, amount=amount, period_start=period.start, step=step
-            )
-            for sign, amount in ((1, new_amount), (-1, old_amount))
+
+    def off(amount: int) -> int:
+        return discounts.discount_amount_for(
+            discount=discount, price=price, amount=amount, period_start=period.start, step=step
         )
+
+    grown = off(new_amount) - off(old_amount)
     discounted = (
         min(proration.split(amount=grown, period=period, at=at, step=step).unused, debit)
         if grown > 0

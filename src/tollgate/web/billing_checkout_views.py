@@ -74,12 +74,12 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
     members = max(1, members_count(customer)) if customer else 1
     seats = members if price.per_seat else 1
     if request.method == "GET" and prefilled and price.amount:
-        promotion, promotion_refused = _promotion_prefilled_checked(prefilled, customer, price)
+        promotion, promotion_refused = _promotion_usable(prefilled, customer, price)
     if request.method == "POST" and form.is_valid():
         action = form.cleaned_data["action"]
         if price.per_seat:
             seats = _seats_checked(form, members)
-        promotion = _promotion_checked(form, customer, price, seats)
+        promotion = _promotion_checked(form, customer, price)
         if action in CheckoutForm.PREVIEWS or form.errors:
             pass  # shown again with the total and the code's discount, or why it cannot be
         elif action not in actions:
@@ -142,18 +142,18 @@ def checkout(request: HttpRequest, price_id: str) -> HttpResponse:
 def _seats_checked(form: CheckoutForm, members: int) -> int:
     """The seats the form asks for (by default one per member), with an error on the form when
     they are fewer than the members."""
-    seats = form.cleaned_data.get("seats") or members
+    seats: int = form.cleaned_data.get("seats") or members
     if seats < members:
         form.add_error(
             "seats",
             f"Your organisation has {members} members: choose at least {members} seats.",
         )
         return members
-    return int(seats)
+    return seats
 
 
 def _promotion_checked(
-    form: CheckoutForm, customer: Customer | None, price: Price, seats: int = 1
+    form: CheckoutForm, customer: Customer | None, price: Price
 ) -> PromotionCode | None:
     """The promotion code the form names, if the customer may use it on ``price``; otherwise
     None, with the reason on the form (a code to check and none given, too)."""
@@ -162,13 +162,10 @@ def _promotion_checked(
         if form.cleaned_data["action"] == CheckoutForm.APPLY:
             form.add_error("promotion_code", "Enter a promotion code.")
         return None
-    try:
-        return discounts.promotion_code_check(
-            code=code, customer=customer, price=price, now=clock.now()
-        )
-    except PromotionCodeRefused as exc:
-        form.add_error("promotion_code", exc.message)
-        return None
+    promotion, refused = _promotion_usable(code, customer, price)
+    if refused:
+        form.add_error("promotion_code", refused)
+    return promotion
 
 
 def _promotion_code_prefilled(request: HttpRequest) -> str:
@@ -177,11 +174,11 @@ def _promotion_code_prefilled(request: HttpRequest) -> str:
     return value.strip()[:PROMOTION_CODE_MAX_LENGTH]
 
 
-def _promotion_prefilled_checked(
+def _promotion_usable(
     code: str, customer: Customer | None, price: Price
 ) -> tuple[PromotionCode | None, str]:
-    """The filled-in promotion code if the customer may use it on ``price`` (its discount is
-    shown), or why not (shown on its field); subscribing checks it again."""
+    """The promotion code ``code`` if the customer may use it on ``price`` (its discount is
+    shown), or why not; subscribing checks it again."""
     try:
         promotion = discounts.promotion_code_check(
             code=code, customer=customer, price=price, now=clock.now()

@@ -17,10 +17,9 @@ from tollgate.accounts.models import User
 from tollgate.billing.entitlements import entitlements_for
 from tollgate.billing.seats import seats_of
 from tollgate.billing.services import customer_get_or_create
-from tollgate.core import clock
 from tollgate.core.errors import TollgateError
 from tollgate.organisations import selectors, services
-from tollgate.organisations.invitations import invitation_pending_for
+from tollgate.organisations.invitations import invitation_open, invitation_pending_for
 from tollgate.organisations.models import Invitation, InvitationStatus, Membership, Organisation
 from tollgate.web.organisation_forms import (
     ROLE_CHOICE,
@@ -79,14 +78,12 @@ def organisation(request: HttpRequest) -> HttpResponse:
         org = membership.organisation
         members = selectors.members_of(organisation=org)
         invitations = selectors.invitations_pending(organisation=org) if manages else []
-        now = clock.now()
         context.update(
             organisation=org,
             members=members,
             invitations=invitations,
             seats=seats_of(org),
-            seats_taken=len(members)
-            + sum(1 for invitation in invitations if invitation.expires_at > now),
+            seats_taken=len(members) + sum(map(invitation_open, invitations)),
             rename_form=RenameForm(initial={"name": org.name}) if manages else None,
             is_owner=membership.role == "owner",
         )
