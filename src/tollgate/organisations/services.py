@@ -51,6 +51,7 @@ from tollgate.organisations.models import (
     Organisation,
     Role,
 )
+from tollgate.organisations.selectors import member_count
 
 INVITABLE_ROLES = (Role.ADMIN, Role.MEMBER)
 # Roles an owner gives and takes; ownership moves only by transfer (``ownership_transfer``).
@@ -85,7 +86,7 @@ def _people(organisation: Organisation, *, now: dt.datetime) -> int:
     waiting = Invitation.objects.filter(
         organisation=organisation, status=InvitationStatus.PENDING, expires_at__gt=now
     ).count()
-    return Membership.objects.filter(organisation=organisation).count() + waiting
+    return member_count(organisation=organisation) + waiting
 
 
 def _email_checked(email: str) -> str:
@@ -199,9 +200,7 @@ def invitation_accept(*, token: str, user: User) -> Membership:
         previous = Membership.objects.filter(user=account).first()
         if previous is not None:
             _leave_for(previous, organisation, organisations)
-        registry.join_checks_run(
-            organisation, Membership.objects.filter(organisation=organisation).count() + 1
-        )
+        registry.join_checks_run(organisation, member_count(organisation=organisation) + 1)
         membership = Membership.objects.create(
             organisation=organisation, user=account, role=invitation.role
         )
@@ -223,7 +222,7 @@ def _leave_for(
         raise AlreadyMember()
     old = locked.get(previous.organisation_id)
     # The membership moved since it was read (a concurrent change): nothing was locked for it.
-    if old is None or Membership.objects.filter(organisation=old).count() != 1:
+    if old is None or member_count(organisation=old) != 1:
         raise CannotJoin()
     registry.departure_checks_run(old)
     previous.delete()
