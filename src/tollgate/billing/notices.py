@@ -169,18 +169,13 @@ def _trial_ending_send(
             **billing_links(),
             "plan": price.plan.name,
             "trial_ends_on": date_text(_trial_end(subscription)),
-            "amount": _money(price.amount_for(_seats_following(subscription)), price),
+            "amount": _money(price.amount_for(subscription.seats_next), price),
             "free": price.amount == 0,
             "term": price_term(price),
             "card": _card_text(subscription),
         },
         dedupe_key=dedupe_key,
     )
-
-
-def _seats_following(subscription: Subscription) -> int:
-    """The seats the next period is paid for."""
-    return subscription.scheduled_seats or subscription.seats
 
 
 # --- Upcoming annual renewal ----------------------------------------------------------------------------
@@ -217,7 +212,7 @@ def _renewal_upcoming_send(
             **billing_links(),
             "plan": price.plan.name,
             "renews_on": date_text(subscription.current_period_end),
-            "amount": _money(price.amount_for(_seats_following(subscription)), price),
+            "amount": _money(price.amount_for(subscription.seats_next), price),
             "card": _card_text(subscription),
         },
         dedupe_key=dedupe_key,

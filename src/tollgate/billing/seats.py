@@ -40,7 +40,7 @@ def seats_bound(subscription: Subscription) -> int | None:
         bounds.append(subscription.seats)
     following = subscription.scheduled_price or subscription.price
     if following.per_seat:
-        bounds.append(subscription.scheduled_seats or subscription.seats)
+        bounds.append(subscription.seats_next)
     return min(bounds) if bounds else None
 
 
@@ -77,7 +77,7 @@ def seats_for_price(*, subscription: Subscription, members: int, price: Price) -
 def seats_following(*, subscription: Subscription, members: int, price: Price) -> int:
     """The seats ``subscription`` pays for when it moves to ``price`` at its period end: the ones
     it will have then, and at least one per member on a per-seat price."""
-    following = subscription.scheduled_seats or subscription.seats
+    following = subscription.seats_next
     return max(following, members) if price.per_seat else following
 
 

@@ -90,8 +90,9 @@ def _next_charge(subscription: Subscription | None) -> tuple[Any, Money] | None:
     ):
         return None
     price = subscription.scheduled_price or subscription.price
-    seats = subscription.scheduled_seats or subscription.seats
-    return subscription.current_period_end, Money(price.amount_for(seats), price.currency)
+    return subscription.current_period_end, Money(
+        price.amount_for(subscription.seats_next), price.currency
+    )
 
 
 @require_safe

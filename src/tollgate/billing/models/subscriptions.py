@@ -127,6 +127,11 @@ class Subscription(models.Model):
         """What one period of the current price costs for the subscription's seats."""
         return self.price.amount_for(self.seats)
 
+    @property
+    def seats_next(self) -> int:
+        """The seats paid for from ``current_period_end`` on (a decrease waits for it)."""
+        return self.scheduled_seats or self.seats
+
 
 # ``Subscription.amount`` in SQL: what one period costs for the subscription's seats.
 SUBSCRIPTION_AMOUNT = Case(

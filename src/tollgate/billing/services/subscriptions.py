@@ -478,7 +478,7 @@ def _subscription_change_price(
                 "from": old.public_id,
                 "to": price.public_id,
                 "when": change,
-                "seats": current.scheduled_seats or current.seats,
+                "seats": current.seats_next,
             },
         )
     if invoice is not None and invoice.status == InvoiceStatus.OPEN:
